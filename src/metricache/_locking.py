@@ -1,0 +1,221 @@
+"""Per-name single-flight: one computation of a metric at a time, across threads
+and processes, with dependency-cycle detection instead of deadlock.
+
+Each name has a thread lock (within the process) and, when the storage has a
+local folder, a ``filelock`` lock file ``.metricache/locks/<name>.lock`` (across
+processes; the OS releases it when a holder dies, so a killed process never
+blocks the next one). Holders publish who they are, and waiters what they wait
+for, so a waiter can follow the wait-for chain and recognise a cycle that spans
+threads or processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from filelock import Timeout as FileLockTimeout
+
+from ._store import _HOST, _pid_alive
+from .exceptions import LockTimeoutError, MetricCycleError
+
+__all__ = ["NameLocks", "computing_stack"]
+
+LOCK_DIR = ".metricache/locks"
+_POLL = 0.05
+# The names being computed in this thread/task, outermost first, per lock scope.
+_stack: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("metricache_stack", default=())
+
+
+def computing_stack(scope: str) -> tuple[str, ...]:
+    """Names being computed in the current context for *scope*, outermost first."""
+    return tuple(name for s, name in _stack.get() if s == scope)
+
+
+def _actor() -> str:
+    return f"{_HOST}-{os.getpid()}-{threading.get_ident()}"
+
+
+class NameLocks:
+    """Hands out per-name locks for one cache folder (or one in-memory scope)."""
+
+    def __init__(self, folder: Path | None, timeout: float | None = None) -> None:
+        self.folder = folder
+        self.scope = str(folder) if folder is not None else f"memory-{id(self)}"
+        self.timeout = timeout
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._holders: dict[str, str] = {}
+        self._waiting: dict[str, tuple[str, list[str]]] = {}
+
+    @contextlib.contextmanager
+    def computing(self, name: str) -> Iterator[None]:
+        """Hold *name*'s lock while the caller computes it.
+
+        Raises :class:`MetricCycleError` if *name* is already being computed by
+        this context or by a chain of waiters that leads back here, and
+        :class:`LockTimeoutError` after ``timeout`` seconds of waiting.
+        """
+        stack = computing_stack(self.scope)
+        if name in stack:
+            raise MetricCycleError([*stack[stack.index(name) :], name])
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        thread_lock = self._thread_lock(name)
+        self._wait(name, lambda t: thread_lock.acquire(timeout=t), deadline)
+        try:
+            with self._file_lock(name, deadline):
+                token = _stack.set((*_stack.get(), (self.scope, name)))
+                try:
+                    yield
+                finally:
+                    _stack.reset(token)
+        finally:
+            thread_lock.release()
+
+    def _thread_lock(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    @contextlib.contextmanager
+    def _file_lock(self, name: str, deadline: float | None) -> Iterator[None]:
+        holder = _actor()
+        if self.folder is None:
+            self._holders[name] = holder
+            try:
+                yield
+            finally:
+                self._holders.pop(name, None)
+            return
+        lock_dir = self.folder / LOCK_DIR
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(lock_dir / f"{name}.lock", thread_local=False)
+
+        def try_acquire(wait: float) -> bool:
+            try:
+                lock.acquire(timeout=wait, poll_interval=min(wait, 0.01) or 0.001)
+            except FileLockTimeout:
+                return False
+            return True
+
+        self._wait(name, try_acquire, deadline)
+        owner_file = lock_dir / f"{name}.owner"
+        try:
+            self._holders[name] = holder
+            _write_json(owner_file, {"actor": holder})
+            yield
+        finally:
+            self._holders.pop(name, None)
+            with contextlib.suppress(OSError):
+                owner_file.unlink()
+            lock.release()
+
+    def _wait(self, name: str, acquire: Any, deadline: float | None) -> None:
+        """Call ``acquire(seconds)`` until it succeeds, checking for cycles and the deadline."""
+        if acquire(0):
+            return
+        me = _actor()
+        suspect: list[str] | None = None
+        self._set_waiting(me, name)
+        try:
+            while not acquire(_POLL):
+                cycle = self._find_cycle(me, name)
+                # A cycle must be seen twice in a row: records can be briefly stale.
+                if cycle is not None and cycle == suspect:
+                    raise MetricCycleError(cycle)
+                suspect = cycle
+                if deadline is not None and time.monotonic() > deadline:
+                    raise LockTimeoutError(
+                        f"gave up after waiting {self.timeout:g} s for metric {name!r}, "
+                        f"which {self._describe_holder(name)} is computing; "
+                        "raise lock_timeout= or pass lock_timeout=None to wait for it"
+                    )
+        finally:
+            self._set_waiting(me, None)
+
+    def _set_waiting(self, actor: str, name: str | None) -> None:
+        """Publish (or clear) what *actor* waits for and its stack, in memory and on disk."""
+        path = None if self.folder is None else self.folder / LOCK_DIR / f"{actor}.wait"
+        if name is None:
+            self._waiting.pop(actor, None)
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            return
+        stack = list(computing_stack(self.scope))
+        self._waiting[actor] = (name, stack)
+        if path is not None:
+            _write_json(path, {"waiting_for": name, "stack": stack})
+
+    def _holder_of(self, name: str) -> str | None:
+        """The actor holding *name*'s lock, if known and alive."""
+        holder = self._holders.get(name)
+        if holder is not None or self.folder is None:
+            return holder
+        data = _read_json(self.folder / LOCK_DIR / f"{name}.owner")
+        actor = str(data.get("actor", "")) if data else ""
+        return actor if actor and _actor_alive(actor) else None
+
+    def _waiting_of(self, actor: str) -> tuple[str, list[str]] | None:
+        """What *actor* waits for, and the names it is computing meanwhile."""
+        if actor in self._waiting or self.folder is None:
+            return self._waiting.get(actor)
+        data = _read_json(self.folder / LOCK_DIR / f"{actor}.wait")
+        if not data or "waiting_for" not in data:
+            return None
+        return str(data["waiting_for"]), [str(s) for s in data.get("stack", [])]
+
+    def _find_cycle(self, me: str, target: str) -> list[str] | None:
+        """Follow holder -> waits-for links from *target*; the path if they lead back to *me*."""
+        path, name = [target], target
+        for _ in range(64):
+            holder = self._holder_of(name)
+            if holder is None:
+                return None
+            if holder == me:
+                mine = list(computing_stack(self.scope))
+                return mine[mine.index(name) :] + path if name in mine else None
+            waiting = self._waiting_of(holder)
+            if waiting is None:
+                return None
+            name, stack = waiting
+            if path[-1] in stack:
+                path += stack[stack.index(path[-1]) + 1 :]
+            path.append(name)
+        return None
+
+    def _describe_holder(self, name: str) -> str:
+        holder = self._holder_of(name)
+        return f"{holder} (host-pid-thread)" if holder else "another thread or process"
+
+
+def _actor_alive(actor: str) -> bool:
+    """False only when *actor* is a process on this host that has exited."""
+    host, _, rest = actor.rpartition("-")[0].rpartition("-")
+    if host != _HOST:
+        return True
+    try:
+        return _pid_alive(int(rest))
+    except ValueError:
+        return True
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Best-effort small record; readers tolerate a torn or missing file."""
+    with contextlib.suppress(OSError):
+        path.write_text(json.dumps(data))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

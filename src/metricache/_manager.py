@@ -1,0 +1,447 @@
+"""The cache managers: when to compute, load or save a metric (the policy)."""
+
+from __future__ import annotations
+
+import operator
+import time
+import warnings
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal
+
+from ._log import logger, report, seconds
+from ._meta import EntryInfo
+from ._parameterized import CollectedMetric, ParamsList, collect_metric
+from .exceptions import (
+    CacheWriteWarning,
+    CorruptEntryError,
+    MetricNameCollisionError,
+    MetricNotStoredError,
+    UnknownMetricError,
+    UnsupportedValueError,
+)
+from .storage import DATE_SUFFIX, StorageInterface
+
+__all__ = [
+    "CollectingDatedCacheManager",
+    "DataCacheManager",
+    "DatedCacheManager",
+    "ParameterizedDataCacheManager",
+    "ParameterizedDatedCacheManager",
+]
+
+MetricFunction = Callable[[], Any]
+OnCorrupt = Literal["recompute", "raise"]
+_MISSING = object()
+
+
+class DatedCacheManager:
+    """Compute each metric once; keep it in memory and in a storage interface, dated.
+
+    Parameters
+    ----------
+    storage_interface : StorageInterface
+        Where values persist, e.g. ``NpzStorageInterface("cache/")``.
+    verbose : bool
+        Default for every call's ``verbose``: report computes, saves and loads on
+        the ``metricache`` logger (on stderr when no logging is configured).
+    on_corrupt : {"recompute", "raise"}
+        What a load that fails verification does: log a warning, move the bad files
+        to ``.metricache/quarantine/`` and recompute; or raise ``CorruptEntryError``.
+    lock_timeout : float, optional
+        Longest wait, in seconds, for another thread or process computing the same
+        metric (``LockTimeoutError`` after it). ``None`` waits as long as it computes.
+    dynamic_metric_creation : bool
+        Let collected metrics be called with parameters not declared in ``params_list``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from metricache import DatedCacheManager, NpyStorageInterface
+    >>> CM = DatedCacheManager(NpyStorageInterface(tempfile.mkdtemp()), verbose=False)
+    >>> @CM.collect
+    ... def squares():
+    ...     return np.arange(4) ** 2
+    >>> CM.squares()
+    array([0, 1, 4, 9])
+    >>> CM.exists("squares")
+    True
+    >>> CM.set_functions_dict({"answer": lambda: 42})
+    >>> CM["answer"]
+    42
+    """
+
+    def __init__(
+        self,
+        storage_interface: StorageInterface,
+        verbose: bool = True,
+        *,
+        on_corrupt: OnCorrupt = "recompute",
+        lock_timeout: float | None = None,
+        dynamic_metric_creation: bool = False,
+    ) -> None:
+        if on_corrupt not in ("recompute", "raise"):
+            raise ValueError(f"on_corrupt must be 'recompute' or 'raise', not {on_corrupt!r}")
+        self.storage_interface = storage_interface
+        self.verbose = verbose
+        self.on_corrupt: OnCorrupt = on_corrupt
+        self.dynamic_metric_creation = dynamic_metric_creation
+        #: Metric name -> function of no arguments (the seed's live registry).
+        self.functions_dict: dict[str, MetricFunction] = {}
+        #: Metric name -> value: the in-memory cache.
+        self.cache: dict[str, Any] = {}
+        #: Collected metrics, in declaration order.
+        self.parameterized_metrics: list[CollectedMetric] = []
+        self._infos: dict[str, EntryInfo] = {}
+        self._owners: dict[str, tuple[str, tuple[Any, ...]]] = {}
+        self._locks = storage_interface.locks(lock_timeout)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.storage_interface!r})"
+
+    # -- registry --------------------------------------------------------------
+
+    def set_functions_dict(self, functions_dict: dict[str, MetricFunction]) -> None:
+        """Define the metrics: a dict of name -> function of no arguments.
+
+        Calling it after ``__init__`` lets metric functions use the manager itself.
+        Collected metrics stay defined; a name both here and collected is an error.
+        """
+        for name in functions_dict:
+            self.storage_interface.check_name(name)
+            if name in self._owners and functions_dict[name] is not self.functions_dict.get(name):
+                raise MetricNameCollisionError(
+                    f"metric name {name!r} is already used by the collected metric "
+                    f"{self._owners[name][0]!r}; rename one of them"
+                )
+        collected = {n: self.functions_dict[n] for n in self._owners}
+        functions_dict.update(collected)
+        self.functions_dict = functions_dict
+
+    def _register(
+        self, name: str, function: MetricFunction, owner: tuple[str, tuple[Any, ...]]
+    ) -> None:
+        """Define *name* for a collected metric; refuse to take another metric's name."""
+        self.check_free(name, owner)
+        self.functions_dict[name] = function
+        self._owners[name] = owner
+
+    def check_free(self, name: str, owner: tuple[str, tuple[Any, ...]]) -> None:
+        """Raise unless *name* is valid and free for *owner* (its ``(base_name, params)``)."""
+        self.storage_interface.check_name(name)
+        existing = self._owners.get(name)
+        if existing is None and name in self.functions_dict:
+            raise MetricNameCollisionError(
+                f"metric name {name!r} of {_describe(owner)} is already defined by "
+                "set_functions_dict(); rename one of them (base_name=...)"
+            )
+        if existing is not None and not _same_owner(existing, owner):
+            raise MetricNameCollisionError(
+                f"metric name {name!r} of {_describe(owner)} is already used by "
+                f"{_describe(existing)}; pass base_name= or name_generation_function= "
+                "to tell them apart"
+            )
+
+    def declares(self, name: str, owner: tuple[str, tuple[Any, ...]]) -> bool:
+        """Whether *name* is already defined for *owner* (a ``(base_name, params)`` pair)."""
+        existing = self._owners.get(name)
+        return existing is not None and _same_owner(existing, owner)
+
+    def collect(
+        self,
+        f: Callable[..., Any] | None = None,
+        name: str | None = None,
+        *,
+        base_name: str | None = None,
+        params_list: ParamsList = ((),),
+        name_generation_function: Callable[[str, tuple[Any, ...]], str] | None = None,
+    ) -> Any:
+        """Decorator: define a metric (or a family, one per parameters) and attach ``CM.<name>``.
+
+        Use bare (``@CM.collect``) or with arguments
+        (``@CM.collect(params_list=[[1, 2], [1, 3]])``). The decorated function runs
+        exactly like the original unless called with ``cache=True`` (then it goes
+        through the cache, like ``CM.<name>(...)``; ``use_stored=False`` recomputes).
+        """
+
+        def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+            return collect_metric(
+                self, function, base_name or name, params_list, name_generation_function
+            )
+
+        return decorate if f is None else decorate(f)
+
+    def _attach(self, metric: CollectedMetric) -> None:
+        """Make *metric* available as ``CM.<base_name>``."""
+        base = metric.base_name
+        if hasattr(type(self), base):
+            raise MetricNameCollisionError(
+                f"a metric named {base!r} would hide {type(self).__name__}.{base}; "
+                "pass base_name= to collect() to name it differently"
+            )
+        self.parameterized_metrics = [m for m in self.parameterized_metrics if m.base_name != base]
+        self.parameterized_metrics.append(metric)
+        setattr(self, base, metric)
+
+    # -- the seed's API ---------------------------------------------------------
+
+    def exists(self, name: str) -> bool:
+        """Whether *name*'s value is available without computing (in memory or stored)."""
+        if name in self.cache:
+            return True
+        self.storage_interface.check_name(name)
+        return self.storage_interface.exists(name)
+
+    def clear_cache(self) -> None:
+        """Forget every value held in memory (stored values are kept)."""
+        self.cache.clear()
+        self._infos.clear()
+
+    def compute(self, name: str, force: bool = False, verbose: bool | None = None) -> Any:
+        """Return *name*'s value from memory, computing it (into memory only) when missing."""
+        if not force and name in self.cache:
+            return self.cache[name]
+        self.storage_interface.check_name(name)
+        with self._locks.computing(name):
+            if not force and name in self.cache:
+                return self.cache[name]
+            value, _ = self._run(name, verbose)
+        self.cache[name] = value
+        return value
+
+    def save(self, name: str, force: bool = False, verbose: bool | None = None) -> None:
+        """Compute *name* and store it, unless it is already stored (or *force*).
+
+        Unlike :meth:`get`, a failing write raises.
+        """
+        self.storage_interface.check_name(name)
+        with self._locks.computing(name):
+            if not force and self.storage_interface.exists(name):
+                return
+            if not force and name in self.cache:
+                value, duration = self.cache[name], None
+            else:
+                value, duration = self._run(name, verbose)
+                self.cache[name] = value
+            self._write(name, value, duration, verbose, strict=True)
+
+    def load(self, name: str, force: bool = False, verbose: bool | None = None) -> Any:
+        """Return *name*'s stored value (from memory unless *force*); never computes it.
+
+        Raises ``MetricNotStoredError`` if it was never stored.
+        """
+        if not force and name in self.cache:
+            return self.cache[name]
+        self.storage_interface.check_name(name)
+        value = self._try_load(name, verbose)
+        if isinstance(value, CorruptEntryError):
+            return self._recover(name, verbose)
+        if value is _MISSING:
+            raise MetricNotStoredError(
+                f"metric {name!r} is not stored in {self.storage_interface!r}; "
+                "use get() to compute and store it"
+            )
+        return value
+
+    def get(self, name: str, use_stored: bool = True, verbose: bool | None = None) -> Any:
+        """Return *name*'s value: from memory, else from storage, else compute and store it.
+
+        ``use_stored=False`` recomputes and overwrites memory and storage.
+        """
+        if use_stored:
+            try:
+                return self.cache[name]
+            except KeyError:
+                pass
+        return self._get(name, use_stored, verbose)
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self.cache[name]
+        except KeyError:
+            return self._get(name, True, None)
+
+    # -- beyond the seed ------------------------------------------------------
+
+    def delete(self, name: str) -> bool:
+        """Remove *name* from memory and storage; return whether it was stored."""
+        self.storage_interface.check_name(name)
+        with self._locks.computing(name):
+            self.cache.pop(name, None)
+            self._infos.pop(name, None)
+            return self.storage_interface.delete(name)
+
+    def info(self, name: str) -> EntryInfo:
+        """The stored entry's metadata (:class:`EntryInfo`); ``MetricNotStoredError`` if none."""
+        found = self._infos.get(name)
+        if found is None:
+            self.storage_interface.check_name(name)
+            found = self.storage_interface.info(name)
+        if found is None:
+            raise MetricNotStoredError(f"metric {name!r} is not stored, so it has no info")
+        return found
+
+    def date(self, name: str) -> datetime:
+        """When the stored value of *name* was computed (timezone-aware)."""
+        return self.info(name).timestamp
+
+    def verify(self, name: str) -> EntryInfo:
+        """Re-read *name*'s data file and check it against its checksum now."""
+        self.storage_interface.check_name(name)
+        found = self.storage_interface.verify(name)
+        if found is None:
+            raise MetricNotStoredError(f"metric {name!r} is not stored")
+        return found
+
+    # -- internals --------------------------------------------------------------
+
+    def _get(self, name: str, use_stored: bool, verbose: bool | None) -> Any:
+        """The slow path of :meth:`get`: storage, then single-flight compute."""
+        date = self._date_alias(name)
+        if date is not None:
+            return date
+        self.storage_interface.check_name(name)
+        if use_stored:
+            value = self._try_load(name, verbose)
+            if value is not _MISSING and not isinstance(value, CorruptEntryError):
+                return value
+        with self._locks.computing(name):
+            if use_stored:
+                # Another thread or process may have stored it while we waited.
+                if name in self.cache:
+                    return self.cache[name]
+                value = self._try_load(name, verbose)
+                if isinstance(value, CorruptEntryError):
+                    self._quarantine(name, value)
+                elif value is not _MISSING:
+                    return value
+            return self._compute_and_store(name, verbose)
+
+    def _date_alias(self, name: str) -> str | None:
+        """The seed's ``CM['<name>_date']``: the ``'YYYY-MM-DD'`` a stored metric was computed."""
+        if name in self.functions_dict or not name.endswith(DATE_SUFFIX):
+            return None
+        base = name[: -len(DATE_SUFFIX)]
+        if not base:
+            return None
+        try:
+            return self.info(base).date
+        except (MetricNotStoredError, ValueError):
+            return None
+
+    def _try_load(self, name: str, verbose: bool | None) -> Any:
+        """The stored value, ``_MISSING``, or the ``CorruptEntryError`` (policy permitting)."""
+        try:
+            value, info = self.storage_interface.read_entry(name)
+        except MetricNotStoredError:
+            return _MISSING
+        except CorruptEntryError as err:
+            if self.on_corrupt == "raise":
+                raise
+            return err
+        self.cache[name] = value
+        if info is not None:
+            self._infos[name] = info
+        if self._verbose(verbose):
+            when = info.timestamp.isoformat(timespec="seconds") if info else "an unknown date"
+            report("Load %s computed on %s", name, when)
+        return value
+
+    def _recover(self, name: str, verbose: bool | None) -> Any:
+        """Quarantine a corrupt entry and recompute it (``on_corrupt="recompute"``)."""
+        with self._locks.computing(name):
+            value = self._try_load(name, verbose)
+            if not isinstance(value, CorruptEntryError) and value is not _MISSING:
+                return value
+            if isinstance(value, CorruptEntryError):
+                self._quarantine(name, value)
+            return self._compute_and_store(name, verbose)
+
+    def _quarantine(self, name: str, err: CorruptEntryError) -> None:
+        where = self.storage_interface.quarantine(name)
+        logger.warning(
+            "corrupt entry %r (%s); moved to %s and recomputing", name, err, where or "nowhere"
+        )
+
+    def _compute_and_store(self, name: str, verbose: bool | None) -> Any:
+        value, duration = self._run(name, verbose)
+        self.cache[name] = value
+        self._write(name, value, duration, verbose, strict=False)
+        return value
+
+    def _run(self, name: str, verbose: bool | None) -> tuple[Any, float]:
+        """Call *name*'s function; its exception propagates unchanged, with a note."""
+        function = self.functions_dict.get(name)
+        if function is None:
+            raise UnknownMetricError(name, list(self.functions_dict))
+        loud = self._verbose(verbose)
+        if loud:
+            report("Compute %s", name)
+        start = time.perf_counter()
+        try:
+            value = function()
+        except BaseException as err:
+            if hasattr(err, "add_note"):
+                err.add_note(f"(raised while computing metric {name!r}; nothing was cached)")
+            raise
+        duration = time.perf_counter() - start
+        if loud:
+            report("Completed %s in %s", name, seconds(duration))
+        return value, duration
+
+    def _write(
+        self, name: str, value: Any, duration: float | None, verbose: bool | None, strict: bool
+    ) -> None:
+        """Store a computed value; a failed write warns (or raises when *strict*)."""
+        try:
+            info = self.storage_interface.write_entry(name, value, duration)
+        except UnsupportedValueError as err:
+            self.cache.pop(name, None)
+            err.value = value  # type: ignore[attr-defined]
+            err.args = (f"{err} (the computed value is on this exception as .value)",)
+            raise
+        except OSError as err:
+            if strict:
+                raise
+            message = f"could not store metric {name!r} ({err}); the value is kept in memory only"
+            logger.warning("%s", message)
+            warnings.warn(message, CacheWriteWarning, stacklevel=4)
+            return
+        self._infos[name] = info
+        if self._verbose(verbose):
+            report("Save %s", name)
+
+    def _verbose(self, verbose: bool | None) -> bool:
+        return self.verbose if verbose is None else verbose
+
+
+class CollectingDatedCacheManager(DatedCacheManager):
+    """The seed's manager with ``collect``; every metricache manager can collect."""
+
+
+class ParameterizedDatedCacheManager(DatedCacheManager):
+    """The seed's manager for parameterized metrics (``collect(params_list=...)``).
+
+    Identical to :class:`DatedCacheManager`; kept as its own class for the seed's
+    code and ``isinstance`` checks.
+    """
+
+
+#: The seed's other name for :class:`DatedCacheManager`.
+DataCacheManager = DatedCacheManager
+#: The seed's other name for :class:`ParameterizedDatedCacheManager`.
+ParameterizedDataCacheManager = ParameterizedDatedCacheManager
+
+
+def _same_owner(a: tuple[str, tuple[Any, ...]], b: tuple[str, tuple[Any, ...]]) -> bool:
+    try:
+        return bool(a == b)
+    except (ValueError, TypeError):  # e.g. arrays among the parameters
+        same_length = len(a[1]) == len(b[1])
+        return a[0] == b[0] and same_length and all(map(operator.is_, a[1], b[1]))
+
+
+def _describe(owner: tuple[str, tuple[Any, ...]]) -> str:
+    base, params = owner
+    return f"{base!r} with parameters {params!r}" if params else f"metric {base!r}"

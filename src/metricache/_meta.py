@@ -1,0 +1,119 @@
+"""Entry metadata: the :class:`EntryInfo` record and the one place that (de)serialises it.
+
+A record file ``.metricache/meta/<name>.json`` holds the *current* entry and the
+*previous* one. The commit protocol writes the record before renaming the data
+file into place, so after a crash between the two renames the data on disk still
+matches ``previous`` and stays readable; once the data rename lands it matches
+``current``. Any data file that matches neither is corrupt.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from ._version import __version__
+from .exceptions import CorruptEntryError
+
+__all__ = ["META_DIR", "RECORD_FORMAT", "EntryInfo", "decode_record", "encode_record"]
+
+META_DIR = ".metricache/meta"
+RECORD_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """What metricache knows about one stored metric.
+
+    Attributes
+    ----------
+    name : str
+        The metric name.
+    timestamp : datetime
+        When the value was computed (timezone-aware, UTC).
+    duration : float or None
+        Seconds the metric function took, when known.
+    size : int or None
+        Bytes in the data file (None for legacy entries).
+    checksum : str or None
+        ``"xxh3_64:<hex>"`` of the data file (None for legacy entries).
+    codec : str or None
+        Codec name (``"npz"``, ``"npy"``, ``"json"``).
+    storage : str or None
+        Storage interface class that wrote it.
+    version : str or None
+        metricache version that wrote it (None for legacy entries).
+    hint : str or None
+        Codec-specific detail needed to read the value back faithfully.
+    legacy : bool
+        True for entries written by simple_metrics_manager (no record, no checksum).
+    """
+
+    name: str
+    timestamp: datetime
+    duration: float | None = None
+    size: int | None = None
+    checksum: str | None = None
+    codec: str | None = None
+    storage: str | None = None
+    version: str | None = __version__
+    hint: str | None = None
+    legacy: bool = False
+
+    @property
+    def date(self) -> str:
+        """The local calendar date of :attr:`timestamp`, ``'YYYY-MM-DD'`` as the seed stored it."""
+        return self.timestamp.astimezone().strftime("%Y-%m-%d")
+
+    def with_name(self, name: str) -> EntryInfo:
+        """A copy of this record under another name."""
+        return replace(self, name=name)
+
+
+def _to_json(info: EntryInfo) -> dict[str, Any]:
+    data = asdict(info)
+    data["timestamp"] = info.timestamp.isoformat()
+    return data
+
+
+def _from_json(data: Any) -> EntryInfo | None:
+    if data is None:
+        return None
+    known = {f.name for f in fields(EntryInfo)}
+    kwargs = {k: v for k, v in data.items() if k in known}
+    stamp = datetime.fromisoformat(kwargs["timestamp"])
+    kwargs["timestamp"] = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    return EntryInfo(**kwargs)
+
+
+def encode_record(current: EntryInfo, previous: list[EntryInfo]) -> bytes:
+    """Serialise a record file."""
+    record = {
+        "format": RECORD_FORMAT,
+        "current": _to_json(current),
+        "previous": [_to_json(p) for p in previous],
+    }
+    return json.dumps(record, indent=1).encode()
+
+
+def decode_record(raw: bytes, name: str) -> tuple[EntryInfo, list[EntryInfo]]:
+    """Parse a record file for metric *name*; ``CorruptEntryError`` if it is unusable."""
+    try:
+        record = json.loads(raw)
+        if record.get("format") != RECORD_FORMAT:
+            raise ValueError(f"unknown record format {record.get('format')!r}")
+        current = _from_json(record["current"])
+        previous = [_from_json(p) for p in record.get("previous") or []]
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise CorruptEntryError(f"metadata record of {name!r} is unreadable: {err}") from None
+    if current is None or current.name != name:
+        owner = None if current is None else current.name
+        raise CorruptEntryError(f"metadata record of {name!r} belongs to metric {owner!r}")
+    return current, [p for p in previous if p is not None]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(timezone.utc)

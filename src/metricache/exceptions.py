@@ -1,0 +1,106 @@
+"""The exceptions and warnings metricache raises.
+
+Every exception derives from :class:`MetricacheError` and from the builtin a caller
+would already catch, so ``except ValueError`` keeps working around code that used
+the seed package::
+
+    MetricacheError
+     ├── InvalidMetricNameError        (ValueError)   a name that is unsafe as a file name
+     ├── MetricNameCollisionError      (ValueError)   two metrics that would share one name
+     ├── UnknownMetricError            (ValueError)   no function is defined for a name
+     ├── MetricNotStoredError          (LookupError)  load() of a metric never stored
+     ├── UnsupportedValueError         (TypeError)    a value the storage cannot hold
+     ├── CorruptEntryError             (ValueError)   stored data that fails verification
+     ├── LockTimeoutError              (TimeoutError) waited longer than ``lock_timeout``
+     ├── MetricCycleError              (RuntimeError) a metric that (indirectly) needs itself
+     └── MissingDependencyError        (ImportError)  an optional extra is not installed
+
+    CacheWriteWarning (UserWarning): a computed value could not be stored; it is
+    still returned and kept in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "CacheWriteWarning",
+    "CorruptEntryError",
+    "InvalidMetricNameError",
+    "LockTimeoutError",
+    "MetricCycleError",
+    "MetricNameCollisionError",
+    "MetricNotStoredError",
+    "MetricacheError",
+    "MissingDependencyError",
+    "UnknownMetricError",
+    "UnsupportedValueError",
+]
+
+
+class MetricacheError(Exception):
+    """Base class of every error metricache raises."""
+
+
+class InvalidMetricNameError(MetricacheError, ValueError):
+    """A metric name that cannot safely be used as a file name."""
+
+
+class MetricNameCollisionError(MetricacheError, ValueError):
+    """Two different metrics would be stored under the same name."""
+
+
+class UnknownMetricError(MetricacheError, ValueError):
+    """No function is defined for the requested metric name."""
+
+    def __init__(self, name: str, known: Sequence[str] = (), hint: str = "") -> None:
+        import difflib
+
+        self.name = name
+        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+        message = f"unknown metric {name!r}: no function is defined for it"
+        if close:
+            message += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+        elif known:
+            shown = sorted(known)[:10]
+            more = ", ..." if len(known) > 10 else ""
+            message += f"; known metrics: {', '.join(map(repr, shown))}{more}"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+
+
+class MetricNotStoredError(MetricacheError, LookupError):
+    """``load`` was asked for a metric that has never been stored."""
+
+    def __str__(self) -> str:
+        # LookupError's str() would show the repr of the message, quotes included.
+        return str(self.args[0]) if self.args else ""
+
+
+class UnsupportedValueError(MetricacheError, TypeError):
+    """A value the storage interface cannot store faithfully (nothing was written)."""
+
+
+class CorruptEntryError(MetricacheError, ValueError):
+    """A stored entry failed verification (size, checksum, format or metadata)."""
+
+
+class LockTimeoutError(MetricacheError, TimeoutError):
+    """Waiting for another thread or process to finish a metric took too long."""
+
+
+class MetricCycleError(MetricacheError, RuntimeError):
+    """A metric needs itself, directly or through other metrics."""
+
+    def __init__(self, path: Sequence[str]) -> None:
+        self.path = tuple(path)
+        super().__init__("metric dependency cycle: " + " -> ".join(self.path))
+
+
+class MissingDependencyError(MetricacheError, ImportError):
+    """An optional dependency is needed for a feature but is not installed."""
+
+
+class CacheWriteWarning(UserWarning):
+    """A computed value could not be written to storage; it is still returned."""

@@ -1,0 +1,461 @@
+"""Storage interfaces: the seed's public classes, each a store paired with a codec.
+
+:class:`StorageInterface` is the seed's three-method contract (``exists``,
+``save``, ``load``); a subclass that implements only those is a working backend.
+The managers call a richer, optional API (``write_entry``, ``read_entry``,
+``info``, ``delete``, ...) whose defaults fall back on the three methods, and
+which :class:`FileStorageInterface` implements with metadata, checksums and the
+crash-safe commit protocol described in :mod:`metricache._meta`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import uuid
+from abc import ABC, abstractmethod
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ._hashio import HashingReader, HashingWriter
+from ._locking import NameLocks
+from ._meta import META_DIR, EntryInfo, decode_record, encode_record, utc_now
+from ._names import validate_name
+from ._store import LocalStore, Store
+from ._version import __version__
+from .codecs import Codec, JsonCodec, NpyCodec, NpzCodec
+from .exceptions import CorruptEntryError, MetricNotStoredError
+
+__all__ = [
+    "FileStorageInterface",
+    "JsonStorageInterface",
+    "NpyStorageInterface",
+    "NpzStorageInterface",
+    "StorageInterface",
+]
+
+DATE_SUFFIX = "_date"
+QUARANTINE_DIR = ".metricache/quarantine"
+#: How many earlier entries a record remembers (see the commit protocol in _meta).
+_PREVIOUS_KEPT = 2
+
+
+class StorageInterface(ABC):
+    """Persistent storage for metric values: the seed's ``exists``/``save``/``load``.
+
+    Subclass it and implement those three methods to add a backend; the managers
+    then date each entry with a ``<name>_date`` sidecar saved through ``save``,
+    as the seed package did.
+    """
+
+    #: Suffix of the data files, when the backend uses files (the seed's attribute).
+    file_ext: str = ""
+
+    @abstractmethod
+    def exists(self, name: str) -> bool:
+        """Whether a value is stored under *name*."""
+
+    @abstractmethod
+    def save(self, name: str, data: Any) -> None:
+        """Store *data* under *name*, replacing any older value."""
+
+    @abstractmethod
+    def load(self, name: str) -> Any:
+        """Return the value stored under *name*."""
+
+    # -- the richer API managers use; defaults build on the three methods above --
+
+    def check_name(self, name: str) -> None:
+        """Raise :class:`~metricache.InvalidMetricNameError` unless *name* is storable."""
+        validate_name(name, self.file_ext)
+
+    def check_value(self, value: Any) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`~metricache.UnsupportedValueError` for a value that cannot be stored."""
+
+    def write_entry(self, name: str, value: Any, duration: float | None = None) -> EntryInfo:
+        """Store *value* and return its metadata (default: ``save`` plus a date sidecar)."""
+        info = EntryInfo(name, utc_now(), duration, storage=type(self).__name__)
+        self.save(name, value)
+        self.save(name + DATE_SUFFIX, info.date)
+        return info
+
+    def read_entry(self, name: str) -> tuple[Any, EntryInfo | None]:
+        """Return the stored value and its metadata; ``MetricNotStoredError`` if absent."""
+        if not self.exists(name):
+            raise MetricNotStoredError(_not_stored(name, self))
+        return self.load(name), self.info(name)
+
+    def info(self, name: str) -> EntryInfo | None:
+        """Metadata of the entry *name* (default: from its date sidecar), or None."""
+        if not self.exists(name + DATE_SUFFIX):
+            return None
+        return _legacy_info(name, self.load(name + DATE_SUFFIX))
+
+    def delete(self, name: str) -> bool:
+        """Remove the entry *name*; return whether it existed."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement delete()")
+
+    def stored_names(self) -> list[str]:
+        """Names of every stored entry."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement stored_names()")
+
+    def quarantine(self, name: str) -> str | None:
+        """Move a corrupt entry aside; return where it went (None: not supported)."""
+        return None
+
+    def verify(self, name: str) -> EntryInfo | None:
+        """Re-read the entry and check it against its metadata (default: nothing to check)."""
+        return self.info(name)
+
+    def locks(self, timeout: float | None = None) -> NameLocks:
+        """The per-name lock provider for this storage (default: threads only)."""
+        return NameLocks(None, timeout)
+
+    def cleanup(self) -> int:
+        """Remove files left behind by dead writers; return how many."""
+        return 0
+
+
+class FileStorageInterface(StorageInterface):
+    """A :class:`StorageInterface` built from a store and a codec, with metadata.
+
+    Parameters
+    ----------
+    metrics_dir : str or os.PathLike
+        The cache folder; created (with parents) when missing.
+    codec : Codec
+        How values become bytes.
+    durable : bool
+        Also fsync each file and its folder, so entries survive a power loss.
+        Off by default: it costs several times a plain write, and checksums
+        already catch what a power loss can damage (it then costs a recompute).
+    verify : bool
+        Check each load against the stored xxh3 checksum (the size is always checked).
+    """
+
+    def __init__(
+        self,
+        metrics_dir: str | os.PathLike[str],
+        codec: Codec,
+        *,
+        durable: bool = False,
+        verify: bool = True,
+    ) -> None:
+        self.metrics_dir = os.fspath(metrics_dir)
+        self.codec = codec
+        self.file_ext = codec.suffix
+        self.durable = durable
+        self.verify_checksums = verify
+        self.store: Store = LocalStore(_make_folder(Path(self.metrics_dir)))
+        self.cleanup()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.metrics_dir!r})"
+
+    # -- keys --
+    def _data_key(self, name: str) -> str:
+        return name + self.file_ext
+
+    def _meta_key(self, name: str) -> str:
+        return f"{META_DIR}/{name}.json"
+
+    # -- the seed's API --
+    def exists(self, name: str) -> bool:
+        return self.store.exists(self._data_key(name))
+
+    def save(self, name: str, data: Any) -> None:
+        self.write_entry(name, data)
+
+    def load(self, name: str) -> Any:
+        return self.read_entry(name)[0]
+
+    # -- writing --
+    def check_value(self, value: Any) -> None:
+        self.codec.validate(value)
+
+    def write_entry(self, name: str, value: Any, duration: float | None = None) -> EntryInfo:
+        self.check_name(name)
+        self.codec.validate(value)
+        staged = self.store.stage(self._data_key(name), self._encoder(value), durable=self.durable)
+        try:
+            size, checksum, hint = staged.result
+            info = EntryInfo(
+                name, utc_now(), duration, size, checksum, self.codec.name,
+                type(self).__name__, __version__, hint,
+            )  # fmt: skip
+            record = encode_record(info, self._previous_entries(name))
+            # The record goes first: until the data rename lands, the data on disk
+            # still matches one of the record's previous entries.
+            self.store.put_atomic(
+                self._meta_key(name), lambda f: f.write(record), durable=self.durable
+            )
+            staged.commit()
+        except BaseException:
+            staged.discard()
+            raise
+        return info
+
+    def _encoder(self, value: Any) -> Any:
+        def encode(f: BinaryIO) -> tuple[int, str, str | None]:
+            writer = HashingWriter(f)
+            hint = self.codec.write(value, writer)
+            return writer.size, writer.checksum(), hint
+
+        return encode
+
+    def _previous_entries(self, name: str) -> list[EntryInfo]:
+        """Entries one of which describes the data on disk now (for the crash window)."""
+        try:
+            current, previous = self._read_record(name)
+        except (FileNotFoundError, CorruptEntryError):
+            return self._legacy_previous(name)
+        return [current, *previous][:_PREVIOUS_KEPT]
+
+    def _legacy_previous(self, name: str) -> list[EntryInfo]:
+        """A size-only entry for data without a record (legacy, or a damaged record)."""
+        path = self.store.local_path(self._data_key(name))
+        try:
+            size = path.stat().st_size if path is not None else None
+        except FileNotFoundError:
+            return []
+        return [EntryInfo(name, utc_now(), size=size, version=None, legacy=True)]
+
+    # -- reading --
+    def _read_record(self, name: str) -> tuple[EntryInfo, list[EntryInfo]]:
+        with self.store.open_read(self._meta_key(name)) as f:
+            raw = f.read()
+        return decode_record(raw, name)
+
+    def read_entry(self, name: str) -> tuple[Any, EntryInfo | None]:
+        try:
+            current, previous = self._read_record(name)
+        except FileNotFoundError:
+            return self._read_legacy(name)
+        try:
+            value, size, checksum = self._decode(name, current.hint)
+        except FileNotFoundError:
+            # A record without data: a first write that never finished.
+            raise MetricNotStoredError(_not_stored(name, self)) from None
+        return value, self._match(name, size, checksum, [current, *previous], retry=True)
+
+    def _decode(self, name: str, hint: str | None) -> tuple[Any, int, str | None]:
+        """Decode the data file, returning the value with its size and checksum."""
+        key = self._data_key(name)
+        with self.store.open_read(key) as f:
+            reader = HashingReader(f, hashing=self.verify_checksums)
+            try:
+                if self.codec.sequential:
+                    value = self.codec.read(reader, hint)
+                else:
+                    value = self.codec.read(io.BytesIO(reader.read()), hint)
+            except CorruptEntryError as err:
+                raise CorruptEntryError(f"{self._where(key)}: {err}") from None
+            except (ValueError, EOFError, UnicodeDecodeError) as err:
+                raise CorruptEntryError(f"{self._where(key)} cannot be decoded: {err}") from None
+            size, checksum = reader.finish()
+        return value, size, checksum if self.verify_checksums else None
+
+    def _match(
+        self, name: str, size: int, checksum: str | None, candidates: list[EntryInfo], retry: bool
+    ) -> EntryInfo:
+        """The record entry the data read matches; re-read the record once on a mismatch."""
+        for info in candidates:
+            if info.size == size and (checksum is None or info.checksum in (checksum, None)):
+                return info
+        if retry:
+            # A writer may have replaced record and data between our two reads.
+            try:
+                current, previous = self._read_record(name)
+            except FileNotFoundError:
+                current, previous = candidates[0], []
+            return self._match(name, size, checksum, [current, *previous], retry=False)
+        expected = candidates[0]
+        raise CorruptEntryError(
+            f"{self._where(self._data_key(name))} does not match its metadata: "
+            f"{size} bytes with checksum {checksum}, expected {expected.size} bytes "
+            f"with checksum {expected.checksum}"
+        )
+
+    def _read_legacy(self, name: str) -> tuple[Any, EntryInfo]:
+        """An entry without a record: written by simple_metrics_manager (or copied in)."""
+        try:
+            value, _, _ = self._decode(name, None)
+        except FileNotFoundError:
+            raise MetricNotStoredError(_not_stored(name, self)) from None
+        return value, self._legacy_info(name)
+
+    def _legacy_info(self, name: str) -> EntryInfo:
+        try:
+            date, _, _ = self._decode(name + DATE_SUFFIX, None)
+            return _legacy_info(name, date)
+        except (FileNotFoundError, CorruptEntryError, ValueError):
+            path = self.store.local_path(self._data_key(name))
+            mtime = path.stat().st_mtime if path is not None else time.time()
+            return EntryInfo(name, datetime.fromtimestamp(mtime, timezone.utc), legacy=True)
+
+    def info(self, name: str) -> EntryInfo | None:
+        try:
+            return self._read_record(name)[0]
+        except FileNotFoundError:
+            if not self.exists(name):
+                return None
+            return self._legacy_info(name)
+
+    def verify(self, name: str) -> EntryInfo | None:
+        """Read the data file and check its size and checksum against the record."""
+        try:
+            current, previous = self._read_record(name)
+        except FileNotFoundError:
+            return self.info(name)
+        with self.store.open_read(self._data_key(name)) as f:
+            size, checksum = HashingReader(f).finish()
+        return self._match(name, size, checksum, [current, *previous], retry=True)
+
+    # -- housekeeping --
+    def delete(self, name: str) -> bool:
+        self.check_name(name)
+        # Data first: a crash midway leaves a record without data, i.e. "not stored".
+        existed = self.store.delete(self._data_key(name))
+        self.store.delete(self._meta_key(name))
+        self.store.delete(self._data_key(name + DATE_SUFFIX))
+        return existed
+
+    def stored_names(self) -> list[str]:
+        ext = self.file_ext
+        files = {f for f in self.store.list() if f.endswith(ext) and not f.startswith(".")}
+        names = {f[: -len(ext)] for f in files}
+        sidecars = {
+            n for n in names if n.endswith(DATE_SUFFIX) and n[: -len(DATE_SUFFIX)] in names
+        }
+        return sorted(names - sidecars)
+
+    def quarantine(self, name: str) -> str | None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        folder = f"{QUARANTINE_DIR}/{stamp}-{uuid.uuid4().hex[:6]}"
+        for key in (self._data_key(name), self._meta_key(name)):
+            try:
+                self.store.move(key, f"{folder}/{key.rsplit('/', 1)[-1]}")
+            except FileNotFoundError:
+                continue
+        return os.path.join(self.metrics_dir, folder)
+
+    def locks(self, timeout: float | None = None) -> NameLocks:
+        return NameLocks(Path(self.metrics_dir), timeout)
+
+    def cleanup(self) -> int:
+        return self.store.cleanup(("", META_DIR))
+
+    def _where(self, key: str) -> str:
+        path = self.store.local_path(key)
+        return str(path) if path is not None else key
+
+
+class NpzStorageInterface(FileStorageInterface):
+    """Stores each metric as ``<name>.npz``: arrays, scalars, and lists, tuples or dicts of them.
+
+    The container kind is recorded in the file, so a 1-element list comes back as a
+    list and a dict with a key ``arr_0`` as a dict. Files written by
+    simple_metrics_manager load exactly as they did there.
+
+    Parameters
+    ----------
+    metrics_dir : str or os.PathLike
+        The cache folder; created when missing.
+    compress : bool
+        Write deflated members.
+    allow_pickle : bool
+        Allow object arrays (pickled: may not load under other Python/package versions,
+        and loading pickles from untrusted folders can run code).
+    list_limit : int, optional
+        Refuse lists longer than this (a ``TypeError``), as the seed did.
+    durable, verify : bool
+        See :class:`FileStorageInterface`.
+    """
+
+    def __init__(
+        self,
+        metrics_dir: str | os.PathLike[str],
+        compress: bool = False,
+        allow_pickle: bool = False,
+        list_limit: int | None = None,
+        *,
+        durable: bool = False,
+        verify: bool = True,
+    ) -> None:
+        self.compress, self.allow_pickle, self.list_limit = compress, allow_pickle, list_limit
+        codec = NpzCodec(compress=compress, allow_pickle=allow_pickle, list_limit=list_limit)
+        super().__init__(metrics_dir, codec, durable=durable, verify=verify)
+
+
+class NpyStorageInterface(FileStorageInterface):
+    """Stores each metric as ``<name>.npy``: one array or scalar per metric, the fastest format.
+
+    Parameters
+    ----------
+    metrics_dir : str or os.PathLike
+        The cache folder; created when missing.
+    allow_pickle : bool
+        Allow object arrays (pickled).
+    mmap_mode : {None, "r"}
+        ``"r"`` memory-maps arrays on load: O(1) in the array size; the checksum is
+        then only checked by an explicit ``verify(name)`` (the size always is).
+    durable, verify : bool
+        See :class:`FileStorageInterface`.
+    """
+
+    def __init__(
+        self,
+        metrics_dir: str | os.PathLike[str],
+        allow_pickle: bool = False,
+        *,
+        mmap_mode: str | None = None,
+        durable: bool = False,
+        verify: bool = True,
+    ) -> None:
+        if mmap_mode not in (None, "r"):
+            raise ValueError(f"mmap_mode must be None or 'r', not {mmap_mode!r}")
+        self.allow_pickle, self.mmap_mode = allow_pickle, mmap_mode
+        super().__init__(
+            metrics_dir, NpyCodec(allow_pickle=allow_pickle), durable=durable, verify=verify
+        )
+
+    def _decode(self, name: str, hint: str | None) -> tuple[Any, int, str | None]:
+        path = self.store.local_path(self._data_key(name))
+        if self.mmap_mode is None or path is None:
+            return super()._decode(name, hint)
+        assert isinstance(self.codec, NpyCodec)
+        size = path.stat().st_size
+        return self.codec.read_mmap(path, hint), size, None
+
+
+class JsonStorageInterface(FileStorageInterface):
+    """Stores each metric as ``<name>.json``; numpy arrays and scalars become lists and numbers."""
+
+    def __init__(
+        self, metrics_dir: str | os.PathLike[str], *, durable: bool = False, verify: bool = True
+    ) -> None:
+        super().__init__(metrics_dir, JsonCodec(), durable=durable, verify=verify)
+
+
+def _make_folder(path: Path) -> Path:
+    """Create the cache folder, with a clear error when a file is in the way."""
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"metrics_dir {str(path)!r} exists and is not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _legacy_info(name: str, date: Any) -> EntryInfo:
+    """Metadata from a seed-style ``'YYYY-MM-DD'`` date sidecar (local midnight)."""
+    text = str(date.item() if hasattr(date, "item") else date)
+    try:
+        local = datetime.strptime(text, "%Y-%m-%d").astimezone()
+    except ValueError as err:
+        raise CorruptEntryError(f"date sidecar of {name!r} holds {text!r}, not a date") from err
+    return EntryInfo(name, local.astimezone(timezone.utc), version=None, legacy=True)
+
+
+def _not_stored(name: str, storage: StorageInterface) -> str:
+    return f"metric {name!r} is not stored in {storage!r}; use get() to compute and store it"

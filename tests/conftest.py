@@ -1,0 +1,76 @@
+"""Shared fixtures: real folders in tmp_path, one per storage interface."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import metricache
+from metricache import (
+    DatedCacheManager,
+    JsonStorageInterface,
+    NpyStorageInterface,
+    NpzStorageInterface,
+    StorageInterface,
+)
+
+#: Every built-in storage interface; the contract tests run against each.
+STORAGE_CLASSES: list[type[StorageInterface]] = [
+    NpzStorageInterface,
+    NpyStorageInterface,
+    JsonStorageInterface,
+]
+
+
+@pytest.fixture(params=STORAGE_CLASSES, ids=lambda c: c.__name__)
+def storage_class(request: pytest.FixtureRequest) -> type[StorageInterface]:
+    """Each built-in storage interface class in turn."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def storage(storage_class: Callable[[Path], StorageInterface], tmp_path: Path) -> StorageInterface:
+    """A storage interface of each kind over a fresh folder."""
+    return storage_class(tmp_path / "cache")
+
+
+@pytest.fixture
+def npz_manager(tmp_path: Path) -> DatedCacheManager:
+    """A quiet manager over a fresh npz folder."""
+    return DatedCacheManager(NpzStorageInterface(tmp_path / "cache"), verbose=False)
+
+
+class Counter:
+    """Counts calls of a metric function, returning a fixed value."""
+
+    def __init__(self, value: Any = 42) -> None:
+        self.value = value
+        self.calls = 0
+
+    def __call__(self) -> Any:
+        self.calls += 1
+        return self.value
+
+
+@pytest.fixture
+def counter() -> Counter:
+    """A call-counting metric function returning 42."""
+    return Counter()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_metricache_logger() -> Iterator[None]:
+    """Leave the metricache logger as each test found it."""
+    logger = logging.getLogger("metricache")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
+
+
+__all__ = ["STORAGE_CLASSES", "Counter", "metricache"]
