@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 import xxhash
 
@@ -32,11 +32,6 @@ def _hash_pool() -> ThreadPoolExecutor:
     if _executor is None:
         _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metricache-hash")
     return _executor
-
-
-class _RawReader(Protocol):
-    def read(self, size: int = ..., /) -> bytes | None: ...
-    def readinto(self, buffer: Any, /) -> int | None: ...
 
 
 class HashingWriter(io.RawIOBase):
@@ -70,9 +65,10 @@ class HashingReader(io.RawIOBase):
     reads the next chunk, so verification costs little more than the read itself.
     """
 
-    def __init__(self, raw: _RawReader, hashing: bool = True) -> None:
+    def __init__(self, raw: BinaryIO, hashing: bool = True) -> None:
         super().__init__()
-        self._raw = raw
+        # Any: typing.BinaryIO does not declare readinto(), which real files have.
+        self._raw: Any = raw
         self._hash = xxhash.xxh3_64() if hashing else None
         self._pending: Future[None] | None = None
         self.size = 0

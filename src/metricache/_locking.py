@@ -12,6 +12,7 @@ threads or processes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import threading
@@ -49,7 +50,9 @@ class NameLocks:
 
     def __init__(self, folder: Path | None, timeout: float | None = None) -> None:
         self.folder = folder
-        self.scope = str(folder) if folder is not None else f"memory-{id(self)}"
+        # Managers over one folder share a scope however its path is spelled, so a cycle
+        # through two of them is still seen in the stack.
+        self.scope = os.path.realpath(folder) if folder is not None else f"memory-{id(self)}"
         self.timeout = timeout
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
@@ -95,7 +98,6 @@ class NameLocks:
                 self._holders.pop(name, None)
             return
         lock_dir = self.folder / LOCK_DIR
-        lock_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(lock_dir / f"{name}.lock", thread_local=False)
 
         def try_acquire(wait: float) -> bool:
@@ -105,17 +107,28 @@ class NameLocks:
                 return False
             return True
 
-        self._wait(name, try_acquire, deadline)
+        locked = True
+        try:
+            lock_dir.mkdir(parents=True, exist_ok=True)
+            self._wait(name, try_acquire, deadline)
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            # A folder we may not write: nothing can be stored through us anyway, so
+            # the thread lock alone is enough (and loads, computes still work).
+            locked = False
         owner_file = lock_dir / f"{name}.owner"
         try:
             self._holders[name] = holder
-            _write_json(owner_file, {"actor": holder})
+            if locked:
+                _write_json(owner_file, {"actor": holder})
             yield
         finally:
             self._holders.pop(name, None)
-            with contextlib.suppress(OSError):
-                owner_file.unlink()
-            lock.release()
+            if locked:
+                with contextlib.suppress(OSError):
+                    owner_file.unlink()
+                lock.release()
 
     def _wait(self, name: str, acquire: Any, deadline: float | None) -> None:
         """Call ``acquire(seconds)`` until it succeeds, checking for cycles and the deadline."""
@@ -180,8 +193,9 @@ class NameLocks:
             if holder is None:
                 return None
             if holder == me:
+                # Only this very context can release it: waiting would never end.
                 mine = list(computing_stack(self.scope))
-                return mine[mine.index(name) :] + path if name in mine else None
+                return mine[mine.index(name) :] + path if name in mine else [name, *path]
             waiting = self._waiting_of(holder)
             if waiting is None:
                 return None

@@ -20,8 +20,9 @@ def report(message: str, *args: object) -> None:
     if logger.hasHandlers():
         logger.info(message, *args)
         return
-    # Re-resolve the stream: tests and notebooks replace sys.stderr.
-    _fallback.setStream(sys.stderr)
+    # Re-resolve the stream: tests and notebooks replace sys.stderr, and may close
+    # the old one, which setStream() would flush (ValueError on a closed file).
+    _fallback.stream = sys.stderr
     record = logger.makeRecord(logger.name, logging.INFO, "", 0, message, args, None)
     _fallback.handle(record)
 

@@ -175,7 +175,10 @@ class DatedCacheManager:
     def _attach(self, metric: CollectedMetric) -> None:
         """Make *metric* available as ``CM.<base_name>``."""
         base = metric.base_name
-        if hasattr(type(self), base):
+        # Instance attributes (cache, verbose, ...) count too; an earlier collect of
+        # the same base name (a re-run notebook cell) may be replaced.
+        taken = base in vars(self) and not isinstance(vars(self)[base], CollectedMetric)
+        if hasattr(type(self), base) or taken:
             raise MetricNameCollisionError(
                 f"a metric named {base!r} would hide {type(self).__name__}.{base}; "
                 "pass base_name= to collect() to name it differently"
@@ -320,7 +323,9 @@ class DatedCacheManager:
 
     def _date_alias(self, name: str) -> str | None:
         """The seed's ``CM['<name>_date']``: the ``'YYYY-MM-DD'`` a stored metric was computed."""
-        if name in self.functions_dict or not name.endswith(DATE_SUFFIX):
+        if not isinstance(name, str) or name in self.functions_dict:
+            return None
+        if not name.endswith(DATE_SUFFIX):
             return None
         base = name[: -len(DATE_SUFFIX)]
         if not base:

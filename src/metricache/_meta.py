@@ -47,6 +47,8 @@ class EntryInfo:
         metricache version that wrote it (None for legacy entries).
     hint : str or None
         Codec-specific detail needed to read the value back faithfully.
+    file_id : str or None
+        The store's identity of the data file (an inode), when it has one.
     legacy : bool
         True for entries written by simple_metrics_manager (no record, no checksum).
     """
@@ -60,6 +62,7 @@ class EntryInfo:
     storage: str | None = None
     version: str | None = __version__
     hint: str | None = None
+    file_id: str | None = None
     legacy: bool = False
 
     @property

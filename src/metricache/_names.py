@@ -19,7 +19,7 @@ NameGenerator = Callable[[str, Sequence[Any]], str]
 
 # Characters Windows forbids in file names; rejected everywhere so a cache folder
 # written on one system opens on every other.
-_FORBIDDEN = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
+_FORBIDDEN = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f-\x9f]')
 _RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$", re.IGNORECASE)
 
 
@@ -54,6 +54,8 @@ def _name_problem(name: str, suffix: str) -> str:
     """Describe what makes *name* unsafe, or return an empty string."""
     if not name:
         return "it is empty"
+    if not name.isascii() and not _encodable(name):
+        return "it contains a lone surrogate, which cannot be encoded as UTF-8"
     bad = _FORBIDDEN.search(name)
     if bad:
         char = bad.group()
@@ -74,3 +76,12 @@ def _name_problem(name: str, suffix: str) -> str:
     if len(name.encode("utf-8")) > limit:
         return f"it is {len(name.encode('utf-8'))} bytes long; the limit is {limit} bytes"
     return ""
+
+
+def _encodable(name: str) -> bool:
+    """Whether *name* encodes to UTF-8 (a lone surrogate does not)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

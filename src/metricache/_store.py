@@ -35,6 +35,8 @@ class Staged(ABC, Generic[T]):
 
     #: What the writer function returned.
     result: T
+    #: What :meth:`Store.stat` will report as the identity once committed (None: unknown).
+    identity: str | None = None
 
     @abstractmethod
     def commit(self) -> None:
@@ -87,6 +89,14 @@ class Store(ABC):
         """A local file path for *key*, when the store has one (enables mmap)."""
         return None
 
+    def stat(self, key: str) -> tuple[int, str | None]:
+        """``(size, identity)`` of *key*; identity (e.g. an inode) survives a commit's rename.
+
+        ``FileNotFoundError`` if absent. The default reads the bytes; stores override it.
+        """
+        with self.open_read(key) as f:
+            return len(f.read()), None
+
     def cleanup(self, folders: tuple[str, ...] = ("",)) -> int:
         """Remove litter dead writers left in *folders*; return how many files went."""
         return 0
@@ -97,6 +107,7 @@ class _LocalStaged(Staged[T]):
 
     def __init__(self, tmp: Path, target: Path, result: T, durable: bool) -> None:
         self._tmp, self._target, self.result, self._durable = tmp, target, result, durable
+        self.identity = str(tmp.stat().st_ino)
 
     def commit(self) -> None:
         os.replace(self._tmp, self._target)
@@ -171,6 +182,10 @@ class LocalStore(Store):
 
     def local_path(self, key: str) -> Path | None:
         return self.root / key
+
+    def stat(self, key: str) -> tuple[int, str | None]:
+        st = os.stat(self.root / key)
+        return st.st_size, str(st.st_ino)
 
     def cleanup(self, folders: tuple[str, ...] = ("",)) -> int:
         removed = 0

@@ -22,6 +22,7 @@ the seed package::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "CacheWriteWarning",
@@ -68,6 +69,11 @@ class UnknownMetricError(MetricacheError, ValueError):
         if hint:
             message += f" ({hint})"
         super().__init__(message)
+        self._init_args = (name, list(known), hint)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuild from the constructor arguments, not the message (pickling to processes).
+        return type(self), self._init_args, self.__dict__
 
 
 class MetricNotStoredError(MetricacheError, LookupError):
@@ -96,6 +102,10 @@ class MetricCycleError(MetricacheError, RuntimeError):
     def __init__(self, path: Sequence[str]) -> None:
         self.path = tuple(path)
         super().__init__("metric dependency cycle: " + " -> ".join(self.path))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuild from the path, not the message, when sent between processes.
+        return type(self), (self.path,), self.__dict__
 
 
 class MissingDependencyError(MetricacheError, ImportError):

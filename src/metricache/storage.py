@@ -17,7 +17,7 @@ import uuid
 from abc import ABC, abstractmethod
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from ._hashio import HashingReader, HashingWriter
 from ._locking import NameLocks
@@ -183,7 +183,7 @@ class FileStorageInterface(StorageInterface):
             size, checksum, hint = staged.result
             info = EntryInfo(
                 name, utc_now(), duration, size, checksum, self.codec.name,
-                type(self).__name__, __version__, hint,
+                type(self).__name__, __version__, hint, staged.identity,
             )  # fmt: skip
             record = encode_record(info, self._previous_entries(name))
             # The record goes first: until the data rename lands, the data on disk
@@ -200,33 +200,42 @@ class FileStorageInterface(StorageInterface):
     def _encoder(self, value: Any) -> Any:
         def encode(f: BinaryIO) -> tuple[int, str, str | None]:
             writer = HashingWriter(f)
-            hint = self.codec.write(value, writer)
+            hint = self.codec.write(value, cast(BinaryIO, writer))
             return writer.size, writer.checksum(), hint
 
         return encode
 
     def _previous_entries(self, name: str) -> list[EntryInfo]:
-        """Entries one of which describes the data on disk now (for the crash window)."""
-        try:
-            current, previous = self._read_record(name)
-        except (FileNotFoundError, CorruptEntryError):
-            return self._legacy_previous(name)
-        return [current, *previous][:_PREVIOUS_KEPT]
+        """The entries that may describe the data on disk now (kept for the crash window).
 
-    def _legacy_previous(self, name: str) -> list[EntryInfo]:
-        """A size-only entry for data without a record (legacy, or a damaged record)."""
-        path = self.store.local_path(self._data_key(name))
+        The data file's identity picks the one entry exactly, however many earlier
+        writers died between their record and their rename; without a match (a
+        copied folder, a legacy file) entries of the same size are kept.
+        """
         try:
-            size = path.stat().st_size if path is not None else None
+            size, identity = self.store.stat(self._data_key(name))
         except FileNotFoundError:
             return []
-        return [EntryInfo(name, utc_now(), size=size, version=None, legacy=True)]
+        try:
+            current, previous = self._read_record(name)
+            candidates = [current, *previous]
+        except (FileNotFoundError, CorruptEntryError):
+            candidates = []
+        same_file = [c for c in candidates if identity is not None and c.file_id == identity]
+        same_size = [c for c in candidates if c.size == size]
+        legacy = EntryInfo(name, utc_now(), size=size, version=None, file_id=identity, legacy=True)
+        return same_file[:1] or same_size[:_PREVIOUS_KEPT] or [legacy]
 
     # -- reading --
     def _read_record(self, name: str) -> tuple[EntryInfo, list[EntryInfo]]:
-        with self.store.open_read(self._meta_key(name)) as f:
+        key = self._meta_key(name)
+        with self.store.open_read(key) as f:
             raw = f.read()
-        return decode_record(raw, name)
+        try:
+            return decode_record(raw, name)
+        except CorruptEntryError as err:
+            # Name the file, so a user can find (and inspect) what was wrong.
+            raise CorruptEntryError(f"{self._where(key)}: {err}") from None
 
     def read_entry(self, name: str) -> tuple[Any, EntryInfo | None]:
         try:
@@ -247,7 +256,7 @@ class FileStorageInterface(StorageInterface):
             reader = HashingReader(f, hashing=self.verify_checksums)
             try:
                 if self.codec.sequential:
-                    value = self.codec.read(reader, hint)
+                    value = self.codec.read(cast(BinaryIO, reader), hint)
                 else:
                     value = self.codec.read(io.BytesIO(reader.read()), hint)
             except CorruptEntryError as err:
@@ -293,7 +302,8 @@ class FileStorageInterface(StorageInterface):
         except (FileNotFoundError, CorruptEntryError, ValueError):
             path = self.store.local_path(self._data_key(name))
             mtime = path.stat().st_mtime if path is not None else time.time()
-            return EntryInfo(name, datetime.fromtimestamp(mtime, timezone.utc), legacy=True)
+            stamp = datetime.fromtimestamp(mtime, timezone.utc)
+            return EntryInfo(name, stamp, version=None, legacy=True)
 
     def info(self, name: str) -> EntryInfo | None:
         try:
@@ -336,7 +346,8 @@ class FileStorageInterface(StorageInterface):
         folder = f"{QUARANTINE_DIR}/{stamp}-{uuid.uuid4().hex[:6]}"
         for key in (self._data_key(name), self._meta_key(name)):
             try:
-                self.store.move(key, f"{folder}/{key.rsplit('/', 1)[-1]}")
+                # The record goes to meta/: with the json codec both files are '<name>.json'.
+                self.store.move(key, f"{folder}/{key.replace(META_DIR, 'meta')}")
             except FileNotFoundError:
                 continue
         return os.path.join(self.metrics_dir, folder)

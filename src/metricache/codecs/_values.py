@@ -3,21 +3,21 @@
 A ``.npy`` member only holds arrays, so a scalar is stored as a small array plus a
 *hint* naming the type to rebuild on load:
 
-==============  ====================================================================
-hint            stored as
-==============  ====================================================================
-``None``        a plain :class:`numpy.ndarray`, loaded exactly as :func:`numpy.load`
-``"np:scalar"`` any numpy scalar (``np.float32(1.5)``, ``np.datetime64(...)``): its
-                0-d array; loaded back as the scalar (``arr[()]``)
-``"py:bool"``   0-d ``bool``
-``"py:int"``    0-d ``int64``; an int outside int64 as a 0-d unicode array of its
-                hexadecimal digits (hex is exact and has no digit limit)
-``"py:float"``  0-d ``float64``
-``"py:complex"`` 0-d ``complex128``
-``"py:str"``    0-d unicode array; a string ending in NUL as a 1-d ``<u4`` array of
-                its code points (numpy strips trailing NULs from its string dtypes)
-``"py:bytes"``  0-d ``S`` array; bytes ending in NUL as a 1-d ``uint8`` array
-==============  ====================================================================
+``None``
+    a plain :class:`numpy.ndarray`, loaded exactly as :func:`numpy.load` loads it.
+``"np:scalar"``
+    any numpy scalar (``np.float32(1.5)``, ``np.datetime64(...)``) as its 0-d
+    array; loaded back as the scalar (``arr[()]``).
+``"py:bool"``, ``"py:float"``, ``"py:complex"``
+    0-d ``bool``, ``float64`` or ``complex128`` (exact for these types).
+``"py:int"``
+    0-d ``int64``; an int outside int64 as a 0-d unicode array of its hexadecimal
+    digits (exact, and free of Python's limit on decimal digits).
+``"py:str"``
+    0-d unicode array; a str ending in NUL as a 1-d ``<u4`` array of its code
+    points (numpy strips trailing NULs from its string dtypes).
+``"py:bytes"``
+    0-d ``S`` array; bytes ending in NUL as a 1-d ``uint8`` array.
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ _PY_HINTS: dict[type, str] = {
     str: "py:str",
     bytes: "py:bytes",
 }
+#: dtype kinds the .npy format describes natively (O only by pickling). Others are
+#: user dtypes such as numpy 2's StringDType ("T"), which numpy would pickle as
+#: object arrays and load back with a different dtype.
+_NPY_KINDS = frozenset("biufcmMOSUV")
 _INT64_MIN = -(1 << 63)
 _INT64_END = 1 << 63
 
@@ -98,6 +102,11 @@ def check_array(value: Any, *, allow_pickle: bool, interface: str) -> None:
     """Raise UnsupportedValueError unless *value* is an ndarray we can round-trip."""
     if not is_array(value):
         raise _subclass_error(value)
+    if value.dtype.kind not in _NPY_KINDS:
+        raise UnsupportedValueError(
+            f"arrays of dtype {value.dtype} cannot be stored faithfully (the .npy format "
+            "has no such dtype); convert it, e.g. arr.astype(str) for StringDType"
+        )
     if value.dtype.hasobject and not allow_pickle:
         raise _pickle_error(f"the array (dtype {value.dtype})", interface)
 

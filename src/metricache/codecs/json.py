@@ -73,7 +73,9 @@ def _coerce_items(pairs: Any, active: set[int], as_dict: bool) -> Any:
     return out
 
 
-def _coerce_container(value: list[Any] | tuple[Any, ...] | dict[Any, Any], active: set[int]) -> Any:
+def _coerce_container(
+    value: list[Any] | tuple[Any, ...] | dict[Any, Any], active: set[int]
+) -> Any:
     """Coerce a list, tuple or dict, refusing reference cycles."""
     if id(value) in active:
         raise _Rejected("a reference cycle (a container that contains itself)")

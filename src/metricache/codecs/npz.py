@@ -22,14 +22,14 @@ from __future__ import annotations
 import json
 import zipfile
 import zlib
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
 from ..exceptions import CorruptEntryError, UnsupportedValueError
 from . import _values
 from ._base import Codec
-from .npy import decode_array, encode_array
+from .npy import ByteReader, decode_array, encode_array
 
 __all__ = ["NpzCodec"]
 
@@ -284,7 +284,9 @@ class NpzCodec(Codec):
         with zf.open(name) as member:
             try:
                 return decode_array(
-                    member, allow_pickle=self.allow_pickle, interface=self._interface
+                    cast(ByteReader, member),  # a ZipExtFile: io.BufferedIOBase has readinto
+                    allow_pickle=self.allow_pickle,
+                    interface=self._interface,
                 )
             except CorruptEntryError as exc:
                 raise CorruptEntryError(f"member {name!r} of the .npz: {exc}") from exc

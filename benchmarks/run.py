@@ -1,0 +1,136 @@
+"""Benchmarks: metricache against raw numpy, lru_cache, joblib.Memory and diskcache.
+
+Run ``make bench`` (or ``python benchmarks/run.py``); ``--quick`` runs every
+scenario at small sizes in well under a minute. Scratch data lives in a temp
+folder removed at the end; nothing is written elsewhere unless ``--json`` asks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import scenario_disk
+import scenario_many
+import scenario_memory
+import scenario_miss
+from common import Config, Scratch
+from harness import Table, render, to_json
+
+Scenario = Callable[[Config, Scratch], Iterator[Table]]
+
+SCENARIOS: dict[str, Scenario] = {
+    "memory": scenario_memory.run,
+    "disk": scenario_disk.run,
+    "miss": scenario_miss.run,
+    "many": scenario_many.run,
+}
+
+FOOTNOTES = [
+    "The old package (simple_metrics_manager 0.2.1.1) is not measured: it does not "
+    "import on numpy 2, so it cannot run next to the others in this process.",
+    "Ratios divide each row's median (or minimum) by the baseline row's; rounds are "
+    "interleaved (round-robin over contenders, rotating the order each round).",
+    "Targets are the issue's, informational only; at --quick sizes they are indicative.",
+]
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _filesystem(path: str) -> str:
+    """The file system type of the mount holding *path* (Linux), else 'unknown'."""
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                fields = line.split()
+                mount, fstype = fields[1], fields[2]
+                if (path == mount or path.startswith(mount.rstrip("/") + "/")) and len(
+                    mount
+                ) > len(best):
+                    best, kind = mount, fstype
+    except OSError:
+        pass
+    return kind
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(temp_root: str, config: Config) -> dict[str, str]:
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "mode": "quick" if config.quick else "full",
+        "platform": platform.platform(),
+        "cpu": f"{_cpu_model()}, {os.cpu_count()} logical CPUs ({usable} usable)",
+        "python": sys.version.split()[0],
+        **{p: _version(p) for p in ("numpy", "metricache", "xxhash", "joblib", "diskcache")},
+        "temp dir file system": _filesystem(os.path.realpath(temp_root)),
+        "load average at start": _load(),
+    }
+
+
+def _load() -> str:
+    """The 1/5/15-minute load averages: other work on the machine makes timings noisy."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, < 1 minute")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--only", nargs="+", choices=list(SCENARIOS), help="run only these scenarios"
+    )
+    args = parser.parse_args(argv)
+    config = Config.make(args.quick)
+    chosen = args.only or list(SCENARIOS)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="metricache-bench-") as root:
+        info = machine_info(root, config)
+        width = max(map(len, info))
+        for key, value in info.items():
+            print(f"{key.ljust(width)}  {value}")
+        print(flush=True)
+        tables = []
+        for name in chosen:
+            for table in SCENARIOS[name](config, Scratch(Path(root) / name)):
+                print(render(table), end="\n\n", flush=True)
+                tables.append(table)
+    for i, note in enumerate(FOOTNOTES, 1):
+        print(f"[{i}] {note}")
+    print(f"total benchmark time {time.perf_counter() - started:.1f} s; load average {_load()}")
+    if args.json:
+        dump = {"machine": info, "tables": [to_json(t) for t in tables]}
+        Path(args.json).write_text(json.dumps(dump, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

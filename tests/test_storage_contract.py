@@ -1,0 +1,368 @@
+"""The storage contract, written once and run against every storage interface.
+
+A new backend adopts it by joining ``STORAGE_CLASSES`` in ``conftest.py`` and, if
+it stores values of its own kind, adding a value strategy to ``VALUES`` below.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from metricache import (
+    DatedCacheManager,
+    JsonStorageInterface,
+    MetricNotStoredError,
+    NpyStorageInterface,
+    NpzStorageInterface,
+    StorageInterface,
+    UnsupportedValueError,
+)
+
+StorageClass = Callable[..., StorageInterface]
+
+
+def assert_same(expected: Any, actual: Any) -> None:
+    """Same type, dtype, shape, container kind and bitwise values (NaN equals NaN)."""
+    assert type(actual) is type(expected), (type(expected), type(actual))
+    if isinstance(expected, (np.ndarray, np.generic)):
+        exp, act = np.asarray(expected), np.asarray(actual)
+        assert (act.dtype, act.shape) == (exp.dtype, exp.shape)
+        assert act.tobytes() == exp.tobytes()
+    elif isinstance(expected, (float, complex)):
+        assert repr(actual) == repr(expected)
+    elif isinstance(expected, dict):
+        assert list(actual) == list(expected)
+        for key in expected:
+            assert_same(expected[key], actual[key])
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected)
+        for e, a in zip(expected, actual, strict=True):
+            assert_same(e, a)
+    else:
+        assert actual == expected
+
+
+def listing(folder: Path) -> list[tuple[str, int]]:
+    """Every path below *folder* with its size (0 for folders), sorted."""
+    return sorted(
+        (str(p.relative_to(folder)), p.stat().st_size if p.is_file() else 0)
+        for p in folder.rglob("*")
+    )
+
+
+# -- value strategies, per storage interface ------------------------------------------
+
+dtypes = st.one_of(
+    hnp.scalar_dtypes(),  # bool, ints, floats, complex, datetime64, timedelta64
+    hnp.integer_dtypes(endianness=">"),
+    hnp.floating_dtypes(endianness=">", sizes=(32, 64)),
+    hnp.complex_number_dtypes(),
+    hnp.unicode_string_dtypes(max_len=5),
+    hnp.byte_string_dtypes(max_len=5),
+    hnp.datetime64_dtypes(),
+    hnp.array_dtypes(max_size=3),  # structured
+)
+
+
+@st.composite
+def arrays(draw: st.DrawFn) -> np.ndarray:
+    """Arrays of any non-object dtype, 0-d to 3-d, empty sides included, C or Fortran."""
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
+    arr = draw(hnp.arrays(draw(dtypes), shape))
+    if arr.ndim >= 2 and draw(st.booleans()):
+        return np.asfortranarray(arr)
+    return arr
+
+
+numpy_scalars = hnp.arrays(dtypes, ()).map(lambda a: a[()])
+python_scalars = st.one_of(
+    st.booleans(), st.integers(), st.floats(), st.complex_numbers(), st.text(), st.binary()
+)
+items = st.one_of(arrays(), numpy_scalars, python_scalars)
+keys = st.one_of(st.just("arr_0"), st.sampled_from(["arr_1", "a", ""]), st.text(max_size=5))
+containers = st.one_of(
+    st.lists(items, min_size=1, max_size=3),
+    st.lists(items, max_size=3).map(tuple),
+    st.dictionaries(keys, items, max_size=3),
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+VALUES: dict[type[StorageInterface], st.SearchStrategy[Any]] = {
+    NpzStorageInterface: st.one_of(items, containers),
+    NpyStorageInterface: st.one_of(arrays(), numpy_scalars, python_scalars),
+    JsonStorageInterface: json_values,
+}
+
+# Cases the contract must always cover, not only when hypothesis happens on them.
+EDGE_CASES: dict[type[StorageInterface], list[Any]] = {
+    NpzStorageInterface: [
+        np.array(3.5),
+        np.zeros((0, 3), dtype=np.int8),
+        np.array(["α", "βγ"]),
+        np.array(["2021-03-04T05:06", "NaT"], dtype="M8[m]"),
+        np.array([1 + 2j, -0.0j], dtype=np.complex64),
+        np.array([(1, 2.5, "x")], dtype=[("i", "<i4"), ("f", ">f8"), ("s", "<U2")]),
+        np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+        np.float32(1.5),
+        np.datetime64("2020-01-01"),
+        2**100,
+        -0.0,
+        "text",
+        b"bytes",
+        [np.zeros(2)],
+        (np.zeros(2),),
+        [],
+        (),
+        {},
+        {"arr_0": np.arange(2), "b": np.ones(1)},
+        {"arr_1": np.arange(2), "arr_0": np.ones(1)},
+        {"": np.zeros(1), "a/b": 1, "ключ": "value"},
+        [np.full(i + 1, i) for i in range(12)],
+        [1, 2.0, "x", np.arange(2), np.int8(3)],
+    ],
+    NpyStorageInterface: [
+        np.array(3.5),
+        np.zeros((0, 3), dtype=np.int8),
+        np.array(["α", "βγ"]),
+        np.array(["2021-03-04T05:06", "NaT"], dtype="M8[m]"),
+        np.array([(1, 2.5, "x")], dtype=[("i", "<i4"), ("f", ">f8"), ("s", "<U2")]),
+        np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+        np.uint16(7),
+        True,
+        2**100,
+        float("nan"),
+        1 - 1j,
+        "text",
+        b"bytes",
+    ],
+    JsonStorageInterface: [
+        None,
+        True,
+        2**100,
+        -0.0,
+        float("inf"),
+        "ünïcode",
+        [],
+        {},
+        [1, [2, [3, {"a": None}]]],
+        {"arr_0": [1.5], "b": {"c": "d"}},
+    ],
+}
+
+UNSUPPORTED: dict[type[StorageInterface], list[Any]] = {
+    NpzStorageInterface: [
+        object(),
+        (i for i in range(3)),
+        np.array([object()], dtype=object),
+        [[np.zeros(2)]],
+        {"a": {"b": np.zeros(1)}},
+        {1: np.zeros(2)},
+        {1, 2},
+        None,
+        np.ma.array([1, 2], mask=[0, 1]),
+    ],
+    NpyStorageInterface: [
+        object(),
+        (i for i in range(3)),
+        np.array([object()], dtype=object),
+        [1, 2],
+        {"a": np.zeros(1)},
+        None,
+    ],
+    JsonStorageInterface: [
+        object(),
+        (i for i in range(3)),
+        {1: 2},
+        {1, 2},
+        b"bytes",
+        1 + 2j,
+        np.array(["2020-01-01"], dtype="M8[D]"),
+    ],
+}
+
+
+def strategy_for(storage_class: StorageClass, table: dict[type[StorageInterface], Any]) -> Any:
+    """The entry of *table* for *storage_class* (or its closest base class)."""
+    for cls in getattr(storage_class, "__mro__", ()):
+        if cls in table:
+            return table[cls]
+    pytest.fail(f"no contract values for {storage_class!r}; add them to this module's tables")
+
+
+# -- the seed's API ------------------------------------------------------------------
+
+
+def test_exists_save_load_delete(storage_class: StorageClass, tmp_path: Path) -> None:
+    storage = storage_class(tmp_path)
+    assert not storage.exists("m")
+    storage.save("m", 1.5)
+    assert storage.exists("m")
+    assert_same(1.5, storage.load("m"))
+    assert storage.delete("m") is True
+    assert not storage.exists("m")
+    assert storage.delete("m") is False
+    with pytest.raises(MetricNotStoredError):
+        storage.load("m")
+
+
+def test_save_replaces(storage_class: StorageClass, tmp_path: Path) -> None:
+    storage = storage_class(tmp_path)
+    storage.save("m", 1.5)
+    storage.save("m", 2.5)
+    assert_same(2.5, storage.load("m"))
+    assert_same(2.5, storage_class(tmp_path).load("m"))
+    assert storage.stored_names() == ["m"]
+
+
+def test_load_of_a_missing_name(storage_class: StorageClass, tmp_path: Path) -> None:
+    storage = storage_class(tmp_path)
+    storage.save("present", 1)
+    with pytest.raises(MetricNotStoredError, match="'absent'") as info:
+        storage.load("absent")
+    assert isinstance(info.value, LookupError)
+
+
+def test_stored_names(storage_class: StorageClass, tmp_path: Path) -> None:
+    storage = storage_class(tmp_path)
+    assert storage.stored_names() == []
+    for name in ["b", "a.b", "Ω", "a"]:
+        storage.save(name, 1)
+    storage.delete("b")
+    assert storage_class(tmp_path).stored_names() == sorted(["a.b", "Ω", "a"])
+
+
+def test_info_dates_each_entry(storage_class: StorageClass, tmp_path: Path) -> None:
+    storage = storage_class(tmp_path)
+    storage.save("m", 1)
+    info = storage_class(tmp_path).info("m")
+    assert info is not None and info.name == "m" and info.timestamp.tzinfo is not None
+    assert storage.info("never") is None
+
+
+# -- type-faithful round trips ---------------------------------------------------------
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_roundtrip_through_a_fresh_instance(
+    storage_class: StorageClass, tmp_path: Path, data: st.DataObject
+) -> None:
+    value = data.draw(strategy_for(storage_class, VALUES), label="value")
+    # tmp_path is shared by every example: each gets its own folder inside it.
+    with tempfile.TemporaryDirectory(dir=tmp_path) as folder:
+        storage_class(folder).save("m", value)
+        assert_same(value, storage_class(folder).load("m"))
+
+
+def test_edge_cases_roundtrip(storage_class: StorageClass, tmp_path: Path) -> None:
+    for i, value in enumerate(strategy_for(storage_class, EDGE_CASES)):
+        storage_class(tmp_path).save(f"v{i}", value)
+        loaded = storage_class(tmp_path).load(f"v{i}")
+        assert_same(value, loaded)
+        if isinstance(value, np.ndarray) and value.ndim == 2 and not value.flags.c_contiguous:
+            assert loaded.flags.f_contiguous
+
+
+def test_unsupported_values_write_nothing(storage_class: StorageClass, tmp_path: Path) -> None:
+    storage = storage_class(tmp_path)
+    storage.save("m", 1)
+    before = listing(tmp_path)
+    for value in strategy_for(storage_class, UNSUPPORTED):
+        with pytest.raises(UnsupportedValueError) as info:
+            storage.save("m", value)
+        assert isinstance(info.value, TypeError)
+        with pytest.raises(UnsupportedValueError):
+            storage.save("new", value)
+        assert listing(tmp_path) == before, value
+    assert_same(1, storage_class(tmp_path).load("m"))
+
+
+def test_unsupported_computed_value_is_not_stored(
+    storage_class: StorageClass, tmp_path: Path
+) -> None:
+    CM = DatedCacheManager(storage_class(tmp_path), verbose=False)
+    bad = strategy_for(storage_class, UNSUPPORTED)[0]
+    CM.set_functions_dict({"bad": lambda: bad})
+    with pytest.raises(UnsupportedValueError) as info:
+        CM["bad"]
+    assert info.value.value is bad  # type: ignore[attr-defined]
+    assert "bad" not in CM.cache
+    # Only the lock taken to compute it remains: no data, no metadata, no temp file.
+    assert [p for p, _ in listing(tmp_path) if "locks" not in p] == [".metricache"]
+
+
+# -- options ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_npz_compress(compress: bool, tmp_path: Path) -> None:
+    value = {"zeros": np.zeros(10_000), "ramp": np.arange(100)}
+    NpzStorageInterface(tmp_path, compress=compress).save("m", value)
+    with zipfile.ZipFile(tmp_path / "m.npz") as archive:
+        methods = {info.compress_type for info in archive.infolist()}
+    assert methods == {zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED}
+    if compress:
+        assert os.path.getsize(tmp_path / "m.npz") < 10_000
+    assert_same(value, NpzStorageInterface(tmp_path).load("m"))
+
+
+def test_npz_list_limit(tmp_path: Path) -> None:
+    storage = NpzStorageInterface(tmp_path, list_limit=3)
+    storage.save("ok", [np.zeros(1)] * 3)
+    storage.save("mapping", {str(i): np.zeros(1) for i in range(5)})  # the seed limits lists
+    before = listing(tmp_path)
+    for value in ([np.zeros(1)] * 4, (1, 2, 3, 4)):
+        with pytest.raises(TypeError, match="limit"):
+            storage.save("long", value)
+    assert listing(tmp_path) == before
+    assert len(NpzStorageInterface(tmp_path).load("ok")) == 3
+
+
+def test_npy_mmap_mode(tmp_path: Path) -> None:
+    value = np.arange(1000.0).reshape(10, 100)
+    NpyStorageInterface(tmp_path).save("m", value)
+    loaded = NpyStorageInterface(tmp_path, mmap_mode="r").load("m")
+    assert isinstance(loaded, np.memmap)
+    assert not loaded.flags.writeable
+    assert_same(value, np.asarray(loaded))
+
+
+def test_durable_fsyncs_and_roundtrips(
+    storage_class: StorageClass, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    storage_class(tmp_path / "plain").save("m", 1)
+    assert synced == []
+    durable = storage_class(tmp_path / "durable", durable=True)
+    durable.save("m", 1)
+    # Data file, record file and their folder entries at least.
+    assert len(synced) >= 3
+    assert_same(1, storage_class(tmp_path / "durable", durable=True).load("m"))
+    durable.save("m", 2)
+    assert_same(2, storage_class(tmp_path / "durable").load("m"))
