@@ -41,16 +41,19 @@ class Config:
     sizes: tuple[tuple[int, int], ...]
     entries: int
     memory_rounds: int
-    entry_rounds: int
+    #: Rounds of the 10,000-entry fill (each round fills a new folder) and of the reads.
+    fill_rounds: int
+    read_rounds: int
     #: A sample lasts at least this long (seconds), when its call count is calibrated.
     min_time: float
 
     @classmethod
-    def make(cls, quick: bool) -> Config:
+    def make(cls, quick: bool, entries: int | None = None) -> Config:
         if quick:
             sizes = ((64 << 10, 9), (512 << 10, 7), (2 * MiB, 5))
-            return cls(True, sizes, 300, 5, 3, 0.004)
-        return cls(False, ((MiB, 21), (8 * MiB, 11), (100 * MiB, 5)), 10_000, 15, 3, 0.02)
+            return cls(True, sizes, entries or 300, 5, 3, 5, 0.004)
+        sizes = ((MiB, 21), (8 * MiB, 11), (100 * MiB, 5))
+        return cls(False, sizes, entries or 10_000, 15, 2, 5, 0.02)
 
 
 class Scratch:

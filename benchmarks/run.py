@@ -52,17 +52,18 @@ def _version(package: str) -> str:
 
 
 def _filesystem(path: str) -> str:
-    """The file system type of the mount holding *path* (Linux), else 'unknown'."""
+    """Type and mount options of the file system holding *path* (Linux), else 'unknown'.
+
+    Options matter: with ``discard``, deleting or replacing a file waits for the device.
+    """
     best, kind = "", "unknown"
     try:
         with open("/proc/mounts") as f:
             for line in f:
-                fields = line.split()
-                mount, fstype = fields[1], fields[2]
-                if (path == mount or path.startswith(mount.rstrip("/") + "/")) and len(
-                    mount
-                ) > len(best):
-                    best, kind = mount, fstype
+                _, mount, fstype, options = line.split()[:4]
+                inside = path == mount or path.startswith(mount.rstrip("/") + "/")
+                if inside and len(mount) > len(best):
+                    best, kind = mount, f"{fstype} ({options})"
     except OSError:
         pass
     return kind
@@ -108,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", nargs="+", choices=list(SCENARIOS), help="run only these scenarios"
     )
+    parser.add_argument(
+        "--entries", type=int, help="small entries in scenarios (d) and (e) (default 10,000)"
+    )
     args = parser.parse_args(argv)
-    config = Config.make(args.quick)
+    config = Config.make(args.quick, args.entries)
     chosen = args.only or list(SCENARIOS)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="metricache-bench-") as root:

@@ -167,8 +167,8 @@ def fill_table(config: Config, scratch: Scratch) -> tuple[Table, Fills]:
         name = "joblib.Memory" if kind == "joblib" else "diskcache memoize"
         contenders.append(Contender(name, other.each, other.setup, number=1))
     before = COMPUTES[0]
-    rows = measure(contenders, config.entry_rounds, warmup=False)
-    _expect_computes(before, n * config.entry_rounds * len(contenders), "fill")
+    rows = measure(contenders, config.fill_rounds, warmup=False)
+    _expect_computes(before, n * config.fill_rounds * len(contenders), "fill")
     for other in runs:
         other.close()
     folders = {
@@ -218,7 +218,7 @@ def read_table(config: Config, fills: Fills) -> Table:
         name = "joblib.Memory" if kind == "joblib" else "diskcache memoize"
         contenders.append(Contender(name, other.each, other.setup, number=1))
     before = COMPUTES[0]
-    rows = measure(contenders, config.entry_rounds + 2, warmup=False)
+    rows = measure(contenders, config.read_rounds, warmup=False)
     _expect_computes(before, 0, "cold read")
     for other in runs:
         other.close()
@@ -263,7 +263,7 @@ def get_all_tables(config: Config, fills: Fills) -> Iterator[Table]:
         ("warm (every value in memory)", warm_contenders, WARM_BASELINE),
     ):
         before = COMPUTES[0]
-        rows = measure(contenders, config.entry_rounds + 2, warmup=False)
+        rows = measure(contenders, config.read_rounds, warmup=False)
         _expect_computes(before, 0, "get_all")
         for row in rows:
             _per_entry(row, n)

@@ -36,7 +36,7 @@ from metricache.storage import FileStorageInterface
 #: Longest any worker waits for a signal, a barrier or a lock: a bug fails, never hangs.
 PATIENCE = 30.0
 
-# -- the crash test's writer ---------------------------------------------------
+# -- the crash test's writer -----------------------------------------------------------
 
 STORAGES: dict[str, type[FileStorageInterface]] = {
     "npz": NpzStorageInterface,
@@ -107,7 +107,7 @@ def writer(kind: str, folder: str, log: str, first_gen: int, seed: int, count: i
     os.close(fd)
 
 
-# -- concurrency scenarios: metric definitions shared by threads and processes -----
+# -- concurrency scenarios: metric definitions shared by threads and processes ---------
 
 
 def touch(path: Path) -> None:

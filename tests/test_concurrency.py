@@ -34,7 +34,7 @@ class Processes:
     """Spawned worker processes that report ``(pid, status, payload)`` on one queue."""
 
     def __init__(self, work: Path) -> None:
-        self.work = work
+        self.work = work  # the folder every worker shares
         self.results: Any = SPAWN.Queue()
         self.procs: list[Any] = []
 
@@ -69,6 +69,7 @@ class Processes:
             if proc.is_alive():
                 proc.kill()
             proc.join(PATIENCE)
+        self.results.close()
 
 
 @pytest.fixture
@@ -131,7 +132,7 @@ def assert_all_equal(values: list[Any]) -> None:
         np.testing.assert_array_equal(value, values[0])
 
 
-# -- single-flight ------------------------------------------------------------------
+# -- single-flight ---------------------------------------------------------------------
 
 
 def test_eight_processes_compute_a_missing_metric_once(work: Path, processes: Processes) -> None:
@@ -184,7 +185,7 @@ def test_different_metrics_compute_concurrently_in_threads(work: Path) -> None:
     assert values_of(run_threads([lambda: CM.get("x"), lambda: CM.get("y")])) == [1, 1]
 
 
-# -- metrics that use other metrics ---------------------------------------------------
+# -- metrics that use other metrics ----------------------------------------------------
 
 ENTRY_POINTS = ["c", "b", "a", "c"]
 
@@ -332,6 +333,20 @@ def test_cycle_across_threads_with_a_manager_each(work: Path) -> None:
     check_cycle_errors({"a": a, "b": b})
 
 
+def test_cycle_through_two_managers_of_one_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two spellings of one folder: the locks are the same files, so must the stack be.
+    monkeypatch.chdir(tmp_path)
+    CM1 = DatedCacheManager(NpzStorageInterface("cache"), verbose=False)
+    CM2 = DatedCacheManager(NpzStorageInterface(tmp_path / "cache"), verbose=False)
+    CM1.set_functions_dict({"a": lambda: CM2.get("b")})
+    CM2.set_functions_dict({"b": lambda: CM1.get("a")})
+    [(status, err)] = run_threads([lambda: CM1.get("a")])
+    assert status == "error" and isinstance(err, MetricCycleError), err
+    assert "a -> b -> a" in str(err)
+
+
 # -- the hot path ----------------------------------------------------------------------
 
 
@@ -357,17 +372,3 @@ def test_memory_hit_takes_no_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     CM.compute("answer")
     CM.load("answer")
     assert locked == ["answer"]
-
-
-def test_cycle_through_two_managers_of_one_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Two spellings of one folder: the locks are the same files, so must the stack be.
-    monkeypatch.chdir(tmp_path)
-    CM1 = DatedCacheManager(NpzStorageInterface("cache"), verbose=False)
-    CM2 = DatedCacheManager(NpzStorageInterface(tmp_path / "cache"), verbose=False)
-    CM1.set_functions_dict({"a": lambda: CM2.get("b")})
-    CM2.set_functions_dict({"b": lambda: CM1.get("a")})
-    [(status, err)] = run_threads([lambda: CM1.get("a")])
-    assert status == "error" and isinstance(err, MetricCycleError), err
-    assert "a -> b -> a" in str(err)

@@ -132,7 +132,7 @@ def test_collected_metric_attributes(CM: DatedCacheManager) -> None:
     poly_Y = declare_poly_y(CM, [])
     assert CM.parameterized_metrics == [CM.poly_X, CM.poly_Y]
     metric = CM.poly_Y
-    assert isinstance(metric, CollectedMetric)
+    assert isinstance(metric.collected, CollectedMetric)
     assert metric.original_function is poly_Y.__wrapped__
     np.testing.assert_array_equal(metric.original_function(2, 5), [4, 25])
     assert metric.base_name == "poly_Y"
@@ -315,7 +315,7 @@ def test_base_name_that_would_shadow_the_manager(CM: DatedCacheManager, base: st
             return 1
 
     after = getattr(CM, base)
-    assert not isinstance(after, CollectedMetric) and after == before
+    assert not hasattr(after, "collected") and after == before
     assert CM.functions_dict == {} and CM.parameterized_metrics == []
 
 

@@ -127,11 +127,14 @@ class CacheMachine(RuleBasedStateMachine):
             return
         path = self.folder / f"{name}{self.CM.storage_interface.file_ext}"
         raw = bytearray(path.read_bytes())
+        if not raw:
+            return  # already truncated to nothing: damaged, and stays so
         position = min(int(where * len(raw)), len(raw) - 1)
         if truncate:
             del raw[position:]
         else:
-            raw[position] ^= 0xFF
+            # +1 rather than a XOR: corrupting the same byte twice must not repair it.
+            raw[position] = (raw[position] + 1) % 256
         path.write_bytes(bytes(raw))
         self.damaged.add(name)
 

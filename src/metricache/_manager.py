@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from ._log import logger, report, seconds
 from ._meta import EntryInfo
-from ._parameterized import CollectedMetric, ParamsList, collect_metric
+from ._parameterized import ParamsList, collect_metric
 from .exceptions import (
     CacheWriteWarning,
     CorruptEntryError,
@@ -91,8 +91,8 @@ class DatedCacheManager:
         self.functions_dict: dict[str, MetricFunction] = {}
         #: Metric name -> value: the in-memory cache.
         self.cache: dict[str, Any] = {}
-        #: Collected metrics, in declaration order.
-        self.parameterized_metrics: list[CollectedMetric] = []
+        #: Collected metrics (the ``CM.<name>`` functions), in declaration order.
+        self.parameterized_metrics: list[Callable[..., Any]] = []
         self._infos: dict[str, EntryInfo] = {}
         self._owners: dict[str, tuple[str, tuple[Any, ...]]] = {}
         self._locks = storage_interface.locks(lock_timeout)
@@ -172,18 +172,20 @@ class DatedCacheManager:
 
         return decorate if f is None else decorate(f)
 
-    def _attach(self, metric: CollectedMetric) -> None:
-        """Make *metric* available as ``CM.<base_name>``."""
-        base = metric.base_name
+    def _attach(self, base: str, metric: Callable[..., Any]) -> None:
+        """Make *metric* available as ``CM.<base>``."""
         # Instance attributes (cache, verbose, ...) count too; an earlier collect of
         # the same base name (a re-run notebook cell) may be replaced.
-        taken = base in vars(self) and not isinstance(vars(self)[base], CollectedMetric)
+        collected = {getattr(m, "base_name", None) for m in self.parameterized_metrics}
+        taken = base in vars(self) and base not in collected
         if hasattr(type(self), base) or taken:
             raise MetricNameCollisionError(
                 f"a metric named {base!r} would hide {type(self).__name__}.{base}; "
                 "pass base_name= to collect() to name it differently"
             )
-        self.parameterized_metrics = [m for m in self.parameterized_metrics if m.base_name != base]
+        self.parameterized_metrics = [
+            m for m in self.parameterized_metrics if getattr(m, "base_name", None) != base
+        ]
         self.parameterized_metrics.append(metric)
         setattr(self, base, metric)
 
@@ -364,6 +366,11 @@ class DatedCacheManager:
             return self._compute_and_store(name, verbose)
 
     def _quarantine(self, name: str, err: CorruptEntryError) -> None:
+        if name not in self.functions_dict:
+            # Nothing could replace it: leave the files where they are and say why.
+            raise CorruptEntryError(
+                f"{err} (and no function is defined for {name!r} to recompute it)"
+            ) from err
         where = self.storage_interface.quarantine(name)
         logger.warning(
             "corrupt entry %r (%s); moved to %s and recomputing", name, err, where or "nowhere"

@@ -20,10 +20,13 @@ NameGenerator = Callable[[str, tuple[Any, ...]], str]
 
 
 class CollectedMetric:
-    """``CM.<base_name>``: call it with a metric's parameters to get its cached value.
+    """A collected function and its declared parameters, on one manager.
 
-    Attributes (as in the seed): ``original_function``, ``base_name``,
-    ``params_list``, ``name_generation_function`` and :meth:`get_all`.
+    ``CM.<base_name>`` is its :meth:`front`: a function that returns the cached
+    value for the parameters it is called with, and carries the seed's attributes
+    ``original_function``, ``base_name``, ``params_list``,
+    ``name_generation_function`` and ``get_all`` (plus ``metric_name`` and
+    ``collected``, this object).
     """
 
     def __init__(
@@ -43,7 +46,6 @@ class CollectedMetric:
         self._names = {_key(p): name_generation_function(base_name, p) for p in params_list}
         # The no-parameter metric's name, for the fast path of CM.metric().
         self._plain = self._names.get(_key(()))
-        functools.update_wrapper(self, function)
 
     def __repr__(self) -> str:
         return f"<collected metric {self.base_name!r} of {self._manager!r}>"
@@ -90,6 +92,34 @@ class CollectedMetric:
             self(*params, use_stored=use_stored, verbose=verbose) for params in self.params_list
         ]
 
+    def front(self) -> Callable[..., Any]:
+        """The function attached as ``CM.<base_name>``, carrying the seed's attributes.
+
+        A closure rather than this object: calling a function skips the class-call
+        dispatch, which keeps a memory hit of ``CM.metric()`` near a dict lookup.
+        """
+        manager, plain, slow = self._manager, self._plain, self.__call__
+
+        def metric(*args: Any, **kwargs: Any) -> Any:
+            if plain is not None and not (args or kwargs):
+                try:
+                    return manager.cache[plain]
+                except KeyError:
+                    pass
+            return slow(*args, **kwargs)
+
+        functools.update_wrapper(metric, self.original_function)
+        vars(metric).update(
+            original_function=self.original_function,
+            base_name=self.base_name,
+            params_list=self.params_list,
+            name_generation_function=self.name_generation_function,
+            get_all=self.get_all,
+            metric_name=self.metric_name,
+            collected=self,
+        )
+        return metric
+
 
 def collect_metric(
     manager: DatedCacheManager,
@@ -108,16 +138,19 @@ def collect_metric(
     for name, params in zip(names, declared, strict=True):
         manager.check_free(name, (base, params))
     _check_unique(base, names, declared)
-    metric = CollectedMetric(manager, function, base, declared, generate)
-    manager._attach(metric)
+    collected = CollectedMetric(manager, function, base, declared, generate)
+    metric = collected.front()
+    manager._attach(base, metric)
     for name, params in zip(names, declared, strict=True):
         manager._register(name, _bind(function, params, {}), (base, params))
 
     @functools.wraps(function)
     def wrapper(*args: Any, cache: bool = False, use_stored: bool = True, **kwargs: Any) -> Any:
-        if cache:
-            return metric(*args, use_stored=use_stored, **kwargs)
-        return function(*args, **kwargs)
+        if not cache:
+            return function(*args, **kwargs)
+        if use_stored:
+            return metric(*args, **kwargs)
+        return collected(*args, use_stored=False, **kwargs)
 
     return wrapper
 

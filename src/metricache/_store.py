@@ -192,7 +192,8 @@ class LocalStore(Store):
         for folder in folders:
             for path in _temp_files(self.root / folder):
                 if _writer_is_dead(path):
-                    with contextlib.suppress(FileNotFoundError):
+                    # Gone already (another cleaner) or a read-only folder: both fine.
+                    with contextlib.suppress(OSError):
                         path.unlink()
                         removed += 1
         return removed

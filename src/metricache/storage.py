@@ -19,8 +19,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from filelock import FileLock
+from filelock import Timeout as FileLockTimeout
+
 from ._hashio import HashingReader, HashingWriter
-from ._locking import NameLocks
+from ._locking import LOCK_DIR, NameLocks
 from ._meta import META_DIR, EntryInfo, decode_record, encode_record, utc_now
 from ._names import validate_name
 from ._store import LocalStore, Store
@@ -356,7 +359,31 @@ class FileStorageInterface(StorageInterface):
         return NameLocks(Path(self.metrics_dir), timeout)
 
     def cleanup(self) -> int:
-        return self.store.cleanup(("", META_DIR))
+        """Remove temp files of dead writers and records whose first write never finished."""
+        return self.store.cleanup(("", META_DIR)) + self._remove_orphan_records()
+
+    def _remove_orphan_records(self) -> int:
+        """Delete records without data whose name no writer holds locked."""
+        records = {f[: -len(".json")] for f in self.store.list(META_DIR) if f.endswith(".json")}
+        if not records:
+            return 0
+        ext = self.file_ext
+        orphans = records - {f[: -len(ext)] for f in self.store.list() if f.endswith(ext)}
+        removed = 0
+        for name in sorted(orphans):
+            lock = FileLock(Path(self.metrics_dir, LOCK_DIR, f"{name}.lock"), thread_local=False)
+            try:
+                lock.acquire(timeout=0)
+            except FileLockTimeout:
+                continue  # a live writer is between its record and its data rename
+            except OSError:
+                return removed  # a read-only folder: nothing can be cleaned, reads still work
+            try:
+                if not self.store.exists(self._data_key(name)):
+                    removed += self.store.delete(self._meta_key(name))
+            finally:
+                lock.release()
+        return removed
 
     def _where(self, key: str) -> str:
         path = self.store.local_path(key)

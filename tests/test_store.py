@@ -1,0 +1,87 @@
+"""Housekeeping at open: litter from dead writers goes, live writers' files stay."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from filelock import FileLock
+
+from metricache import CorruptEntryError, DatedCacheManager, NpyStorageInterface
+from metricache._locking import LOCK_DIR
+from metricache._meta import META_DIR
+from metricache._store import LocalStore
+
+
+def test_record_of_a_first_write_that_never_finished_is_removed_at_open(tmp_path: Path) -> None:
+    storage = NpyStorageInterface(tmp_path)
+    storage.save("a", np.arange(3))
+    os.unlink(tmp_path / "a.npy")  # as if the writer died before its data rename
+    NpyStorageInterface(tmp_path)
+    assert not (tmp_path / META_DIR / "a.json").exists()
+
+
+def test_record_of_a_live_writer_is_kept(tmp_path: Path) -> None:
+    storage = NpyStorageInterface(tmp_path)
+    storage.save("a", np.arange(3))
+    os.unlink(tmp_path / "a.npy")
+    with FileLock(tmp_path / LOCK_DIR / "a.lock"):  # a writer between record and rename
+        NpyStorageInterface(tmp_path)
+        assert (tmp_path / META_DIR / "a.json").exists()
+
+
+def test_orphan_record_does_not_count_as_stored(tmp_path: Path) -> None:
+    storage = NpyStorageInterface(tmp_path)
+    storage.save("a", np.arange(3))
+    os.unlink(tmp_path / "a.npy")
+    CM = DatedCacheManager(storage, verbose=False)
+    CM.set_functions_dict({"a": lambda: np.arange(5)})
+    assert not CM.exists("a")
+    np.testing.assert_array_equal(CM["a"], np.arange(5))
+
+
+def test_put_atomic_replaces_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put_atomic("sub/key", lambda f: f.write(b"one"))
+    store.put_atomic("sub/key", lambda f: f.write(b"two"))
+    assert (tmp_path / "sub" / "key").read_bytes() == b"two"
+    assert os.listdir(tmp_path / "sub") == ["key"]
+    assert store.list("sub") == ["key"]
+    assert store.stat("sub/key")[0] == 3
+
+
+def test_corrupt_entry_without_a_function_raises_and_stays_put(tmp_path: Path) -> None:
+    NpyStorageInterface(tmp_path).save("a", np.arange(1000))
+    data = bytearray((tmp_path / "a.npy").read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "a.npy").write_bytes(bytes(data))
+    CM = DatedCacheManager(NpyStorageInterface(tmp_path), verbose=False)
+    for call in (CM.load, CM.get):
+        with pytest.raises(CorruptEntryError, match="no function is defined for 'a'"):
+            call("a")
+    assert (tmp_path / "a.npy").read_bytes() == bytes(data)
+    assert not (tmp_path / ".metricache" / "quarantine").exists()
+
+
+def test_opening_a_folder_where_nothing_can_be_deleted_still_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = NpyStorageInterface(tmp_path)
+    storage.save("a", np.arange(3))
+    storage.save("b", np.arange(4))
+    os.unlink(tmp_path / "b.npy")  # an orphan record
+    (tmp_path / ".mctmp-elsewhere-1-abc").write_bytes(b"x")  # a foreign writer's temp file
+    os.utime(tmp_path / ".mctmp-elsewhere-1-abc", (0, 0))
+    denied = PermissionError(errno.EACCES, "read-only folder")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise denied
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    monkeypatch.setattr(Path, "unlink", refuse)
+    monkeypatch.setattr(FileLock, "acquire", refuse)
+    reopened = NpyStorageInterface(tmp_path)
+    np.testing.assert_array_equal(reopened.load("a"), np.arange(3))
