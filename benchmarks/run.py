@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,6 +70,23 @@ def _filesystem(path: str) -> str:
     return kind
 
 
+def _source_state() -> str:
+    """The git commit of the measured source, and whether src/ has uncommitted changes."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=repo, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown (no git)"
+    if not commit:
+        return "unknown (not a git checkout)"
+    return f"git {commit}" + (" + uncommitted changes in src/" if dirty else "")
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -89,6 +107,7 @@ def machine_info(temp_root: str, config: Config) -> dict[str, str]:
         "cpu": f"{_cpu_model()}, {os.cpu_count()} logical CPUs ({usable} usable)",
         "python": sys.version.split()[0],
         **{p: _version(p) for p in ("numpy", "metricache", "xxhash", "joblib", "diskcache")},
+        "metricache source": _source_state(),
         "temp dir file system": _filesystem(os.path.realpath(temp_root)),
         "load average at start": _load(),
     }

@@ -148,6 +148,30 @@ class Fills:
     others: dict[str, Filler]
 
 
+def _cache_contenders(
+    fills: Fills, entries: int, folder_of: Callable[[Filler], Callable[[], Path]]
+) -> tuple[list[Contender], list[OtherCacheRun]]:
+    """metricache (each storage), joblib and diskcache over their fillers' folders."""
+    contenders = []
+    for label, filler in fills.metricache.items():
+        mc = MetricacheRun(STORAGES[label], folder_of(filler), entries)
+        contenders.append(Contender(f"metricache {label}", mc.each, mc.setup, number=1))
+    runs = [OtherCacheRun(kind, folder_of(f), entries) for kind, f in fills.others.items()]
+    for other in runs:
+        name = "joblib.Memory" if other.kind == "joblib" else "diskcache memoize"
+        contenders.append(Contender(name, other.each, other.setup, number=1))
+    return contenders, runs
+
+
+def _current(filler: Filler) -> Callable[[], Path]:
+    """The filler's folder as it is when called (the last fill's)."""
+    return lambda: filler.folder
+
+
+def _renewed(filler: Filler) -> Callable[[], Path]:
+    return filler.renew
+
+
 def fill_table(config: Config, scratch: Scratch) -> tuple[Table, Fills]:
     n = config.entries
     fills = Fills(
@@ -157,15 +181,8 @@ def fill_table(config: Config, scratch: Scratch) -> tuple[Table, Fills]:
     )
     in_place = Filler(scratch, "many-numpy-inplace", n)
     contenders = [_numpy_fill(fills.numpy, atomic=True), _numpy_fill(in_place, atomic=False)]
-    runs: list[OtherCacheRun] = []
-    for label, filler in fills.metricache.items():
-        mc = MetricacheRun(STORAGES[label], filler.renew, n)
-        contenders.append(Contender(f"metricache {label}", mc.each, mc.setup, number=1))
-    for kind, filler in fills.others.items():
-        other = OtherCacheRun(kind, filler.renew, n)
-        runs.append(other)
-        name = "joblib.Memory" if kind == "joblib" else "diskcache memoize"
-        contenders.append(Contender(name, other.each, other.setup, number=1))
+    caches, runs = _cache_contenders(fills, n, _renewed)
+    contenders += caches
     before = COMPUTES[0]
     rows = measure(contenders, config.fill_rounds, warmup=False)
     _expect_computes(before, n * config.fill_rounds * len(contenders), "fill")
@@ -188,7 +205,7 @@ def fill_table(config: Config, scratch: Scratch) -> tuple[Table, Fills]:
         FILL_BASELINE,
         unit_label="per entry",
         extra_columns=["files", "disk usage"],
-        targets=[Target("metricache Npy", 2.0)],
+        targets=[Target("metricache Npy", 2.0), Target("metricache Npy", 1.0, "joblib.Memory")],
         notes=[
             "one sample = filling a new empty folder; manager + collect() built untimed",
             "disk usage = sum of st_blocks * 512 over every file (like du)",
@@ -199,24 +216,11 @@ def fill_table(config: Config, scratch: Scratch) -> tuple[Table, Fills]:
 
 def read_table(config: Config, fills: Fills) -> Table:
     n = config.entries
-    for folder in _all_folders(fills):
-        read_tree(folder)
-    contenders = [
-        Contender(
-            READ_BASELINE,
-            functools.partial(_load_each, fills.numpy.folder, n),
-            number=1,
-        )
-    ]
-    runs = []
-    for label, filler in fills.metricache.items():
-        mc = MetricacheRun(STORAGES[label], functools.partial(getattr, filler, "folder"), n)
-        contenders.append(Contender(f"metricache {label}", mc.each, mc.setup, number=1))
-    for kind, filler in fills.others.items():
-        other = OtherCacheRun(kind, functools.partial(getattr, filler, "folder"), n)
-        runs.append(other)
-        name = "joblib.Memory" if kind == "joblib" else "diskcache memoize"
-        contenders.append(Contender(name, other.each, other.setup, number=1))
+    for filler in [fills.numpy, *fills.metricache.values(), *fills.others.values()]:
+        read_tree(filler.folder)
+    baseline = functools.partial(_load_each, fills.numpy.folder, n)
+    caches, runs = _cache_contenders(fills, n, _current)
+    contenders = [Contender(READ_BASELINE, baseline, number=1), *caches]
     before = COMPUTES[0]
     rows = measure(contenders, config.read_rounds, warmup=False)
     _expect_computes(before, 0, "cold read")
@@ -229,7 +233,7 @@ def read_table(config: Config, fills: Fills) -> Table:
         rows,
         READ_BASELINE,
         unit_label="per entry",
-        targets=[Target("metricache Npy", 1.5)],
+        targets=[Target("metricache Npy", 1.5), Target("metricache Npy", 1.0, "joblib.Memory")],
         notes=[
             "page cache warm; manager + collect() (declaring every parameter) built untimed",
         ],
@@ -246,7 +250,7 @@ def get_all_tables(config: Config, fills: Fills) -> Iterator[Table]:
     warm_contenders = [Contender(WARM_BASELINE, functools.partial(_loop, lru, n), number=1)]
     declare_times = {}
     for label, filler in fills.metricache.items():
-        folder = functools.partial(getattr, filler, "folder")
+        folder = _current(filler)
         cold = MetricacheRun(STORAGES[label], folder, n)
         cold_contenders.append(
             Contender(f"metricache {label}", cold.get_all, cold.setup, number=1)
@@ -288,12 +292,6 @@ def _load_each(folder: Path, entries: int) -> None:
 def _per_entry(row: Row, entries: int) -> None:
     """Report per-entry times (a sample timed the whole loop)."""
     row.samples = [s / entries for s in row.samples]
-
-
-def _all_folders(fills: Fills) -> list[Path]:
-    return [fills.numpy.folder, *(f.folder for f in [*fills.metricache.values()])] + [
-        f.folder for f in fills.others.values()
-    ]
 
 
 def run(config: Config, scratch: Scratch) -> Iterator[Table]:

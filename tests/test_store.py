@@ -85,3 +85,46 @@ def test_opening_a_folder_where_nothing_can_be_deleted_still_works(
     monkeypatch.setattr(FileLock, "acquire", refuse)
     reopened = NpyStorageInterface(tmp_path)
     np.testing.assert_array_equal(reopened.load("a"), np.arange(3))
+
+
+def test_data_left_by_a_failed_rename_loads_with_its_own_codec_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = NpyStorageInterface(tmp_path)
+    storage.save("x", np.arange(3))  # stored as a plain array
+    real_replace = os.replace
+
+    def fail_data_rename(src: str, dst: str) -> None:
+        if str(dst).endswith("x.npy"):
+            raise OSError(errno.EIO, "the writer died here")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", fail_data_rename)
+    with pytest.raises(OSError):
+        storage.save("x", 5)  # a Python int: another codec hint, in the record already
+    monkeypatch.undo()
+    value, info = NpyStorageInterface(tmp_path).read_entry("x")
+    assert type(value) is np.ndarray
+    np.testing.assert_array_equal(value, np.arange(3))
+    assert info is not None and info.hint is None
+
+
+def test_reader_racing_fast_writers_gets_a_whole_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader, writer = NpyStorageInterface(tmp_path), NpyStorageInterface(tmp_path)
+    writer.save("x", np.full(3, 0))
+    decode, calls = reader._decode, []
+
+    def decode_while_writers_replace_it(name: str, hint: str | None) -> object:
+        calls.append(name)
+        if len(calls) > 1:
+            return decode(name, hint)
+        writer.save("x", np.full(3, 1))
+        result = decode(name, hint)  # reads generation 1 ...
+        writer.save("x", np.full(3, 2))  # ... which two more writes push out of the record
+        writer.save("x", np.full(3, 3))
+        return result
+
+    monkeypatch.setattr(reader, "_decode", decode_while_writers_replace_it)
+    np.testing.assert_array_equal(reader.load("x"), np.full(3, 3))

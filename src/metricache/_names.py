@@ -17,8 +17,8 @@ _LONGEST_INTERNAL_SUFFIX = len(".pending.json")
 
 NameGenerator = Callable[[str, Sequence[Any]], str]
 
-# Characters Windows forbids in file names; rejected everywhere so a cache folder
-# written on one system opens on every other.
+# Characters Windows forbids in file names, and C0/C1 control characters; rejected
+# everywhere so a cache folder written on one system opens on every other.
 _FORBIDDEN = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f-\x9f]')
 _RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$", re.IGNORECASE)
 

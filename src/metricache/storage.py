@@ -43,6 +43,8 @@ DATE_SUFFIX = "_date"
 QUARANTINE_DIR = ".metricache/quarantine"
 #: How many earlier entries a record remembers (see the commit protocol in _meta).
 _PREVIOUS_KEPT = 2
+#: Reads of an entry before a persistent record/data mismatch counts as corruption.
+_READ_ATTEMPTS = 3
 
 
 class StorageInterface(ABC):
@@ -241,16 +243,45 @@ class FileStorageInterface(StorageInterface):
             raise CorruptEntryError(f"{self._where(key)}: {err}") from None
 
     def read_entry(self, name: str) -> tuple[Any, EntryInfo | None]:
+        error: CorruptEntryError | None = None
+        for _ in range(_READ_ATTEMPTS):
+            try:
+                current, previous = self._read_record(name)
+            except FileNotFoundError:
+                return self._read_legacy(name)
+            try:
+                return self._read_verified(name, [current, *previous])
+            except FileNotFoundError:
+                # A record without data: a first write that never finished.
+                raise MetricNotStoredError(_not_stored(name, self)) from None
+            except CorruptEntryError as err:
+                # Writers may have replaced record and data between our reads: a
+                # mismatch that persists over fresh reads is real corruption.
+                error = err
+        assert error is not None
+        raise error
+
+    def _read_verified(self, name: str, candidates: list[EntryInfo]) -> tuple[Any, EntryInfo]:
+        """Decode the data file and return it with the record entry it matches."""
+        hint = self._expected(name, candidates).hint
+        value, size, checksum = self._decode(name, hint)
+        matched = self._match(name, size, checksum, candidates)
+        if matched.hint != hint:
+            # The data is an earlier entry (a writer died before its rename) whose
+            # codec hint differs: decode it the way it was written.
+            value, size, checksum = self._decode(name, matched.hint)
+            if self._match(name, size, checksum, candidates).hint != matched.hint:
+                raise CorruptEntryError(f"{self._where(self._data_key(name))} changed while read")
+        return value, matched
+
+    def _expected(self, name: str, candidates: list[EntryInfo]) -> EntryInfo:
+        """The entry the data file on disk should be, by its identity (an inode)."""
         try:
-            current, previous = self._read_record(name)
+            _, identity = self.store.stat(self._data_key(name))
         except FileNotFoundError:
-            return self._read_legacy(name)
-        try:
-            value, size, checksum = self._decode(name, current.hint)
-        except FileNotFoundError:
-            # A record without data: a first write that never finished.
-            raise MetricNotStoredError(_not_stored(name, self)) from None
-        return value, self._match(name, size, checksum, [current, *previous], retry=True)
+            return candidates[0]
+        same_file = [c for c in candidates if identity is not None and c.file_id == identity]
+        return same_file[0] if same_file else candidates[0]
 
     def _decode(self, name: str, hint: str | None) -> tuple[Any, int, str | None]:
         """Decode the data file, returning the value with its size and checksum."""
@@ -270,19 +301,12 @@ class FileStorageInterface(StorageInterface):
         return value, size, checksum if self.verify_checksums else None
 
     def _match(
-        self, name: str, size: int, checksum: str | None, candidates: list[EntryInfo], retry: bool
+        self, name: str, size: int, checksum: str | None, candidates: list[EntryInfo]
     ) -> EntryInfo:
-        """The record entry the data read matches; re-read the record once on a mismatch."""
+        """The record entry the data read matches (size, and checksum when verifying)."""
         for info in candidates:
             if info.size == size and (checksum is None or info.checksum in (checksum, None)):
                 return info
-        if retry:
-            # A writer may have replaced record and data between our two reads.
-            try:
-                current, previous = self._read_record(name)
-            except FileNotFoundError:
-                current, previous = candidates[0], []
-            return self._match(name, size, checksum, [current, *previous], retry=False)
         expected = candidates[0]
         raise CorruptEntryError(
             f"{self._where(self._data_key(name))} does not match its metadata: "
@@ -324,7 +348,7 @@ class FileStorageInterface(StorageInterface):
             return self.info(name)
         with self.store.open_read(self._data_key(name)) as f:
             size, checksum = HashingReader(f).finish()
-        return self._match(name, size, checksum, [current, *previous], retry=True)
+        return self._match(name, size, checksum, [current, *previous])
 
     # -- housekeeping --
     def delete(self, name: str) -> bool:
@@ -338,7 +362,8 @@ class FileStorageInterface(StorageInterface):
     def stored_names(self) -> list[str]:
         ext = self.file_ext
         files = {f for f in self.store.list() if f.endswith(ext) and not f.startswith(".")}
-        names = {f[: -len(ext)] for f in files}
+        # `<name>.tmp<ext>` are the old package's temp files, never entries.
+        names = {f[: -len(ext)] for f in files if not f.endswith(".tmp" + ext)}
         sidecars = {
             n for n in names if n.endswith(DATE_SUFFIX) and n[: -len(DATE_SUFFIX)] in names
         }
