@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 import time
 import warnings
 from collections.abc import Callable
@@ -12,10 +11,10 @@ from typing import Any, Literal
 from ._log import logger, report, seconds
 from ._meta import EntryInfo
 from ._parameterized import ParamsList, collect_metric
+from ._registry import MetricRegistry
 from .exceptions import (
     CacheWriteWarning,
     CorruptEntryError,
-    MetricNameCollisionError,
     MetricNotStoredError,
     UnknownMetricError,
     UnsupportedValueError,
@@ -30,12 +29,11 @@ __all__ = [
     "ParameterizedDatedCacheManager",
 ]
 
-MetricFunction = Callable[[], Any]
 OnCorrupt = Literal["recompute", "raise"]
 _MISSING = object()
 
 
-class DatedCacheManager:
+class DatedCacheManager(MetricRegistry):
     """Compute each metric once; keep it in memory and in a storage interface, dated.
 
     Parameters
@@ -86,67 +84,18 @@ class DatedCacheManager:
         self.storage_interface = storage_interface
         self.verbose = verbose
         self.on_corrupt: OnCorrupt = on_corrupt
-        self.dynamic_metric_creation = dynamic_metric_creation
-        #: Metric name -> function of no arguments (the seed's live registry).
-        self.functions_dict: dict[str, MetricFunction] = {}
+        super().__init__(dynamic_metric_creation)
         #: Metric name -> value: the in-memory cache.
         self.cache: dict[str, Any] = {}
-        #: Collected metrics (the ``CM.<name>`` functions), in declaration order.
-        self.parameterized_metrics: list[Callable[..., Any]] = []
         self._infos: dict[str, EntryInfo] = {}
-        self._owners: dict[str, tuple[str, tuple[Any, ...]]] = {}
         self._locks = storage_interface.locks(lock_timeout)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.storage_interface!r})"
 
-    # -- registry --------------------------------------------------------------
-
-    def set_functions_dict(self, functions_dict: dict[str, MetricFunction]) -> None:
-        """Define the metrics: a dict of name -> function of no arguments.
-
-        Calling it after ``__init__`` lets metric functions use the manager itself.
-        Collected metrics stay defined; a name both here and collected is an error.
-        """
-        for name in functions_dict:
-            self.storage_interface.check_name(name)
-            if name in self._owners and functions_dict[name] is not self.functions_dict.get(name):
-                raise MetricNameCollisionError(
-                    f"metric name {name!r} is already used by the collected metric "
-                    f"{self._owners[name][0]!r}; rename one of them"
-                )
-        collected = {n: self.functions_dict[n] for n in self._owners}
-        functions_dict.update(collected)
-        self.functions_dict = functions_dict
-
-    def _register(
-        self, name: str, function: MetricFunction, owner: tuple[str, tuple[Any, ...]]
-    ) -> None:
-        """Define *name* for a collected metric; refuse to take another metric's name."""
-        self.check_free(name, owner)
-        self.functions_dict[name] = function
-        self._owners[name] = owner
-
-    def check_free(self, name: str, owner: tuple[str, tuple[Any, ...]]) -> None:
-        """Raise unless *name* is valid and free for *owner* (its ``(base_name, params)``)."""
+    def check_name(self, name: str) -> None:
+        """Raise :class:`~metricache.InvalidMetricNameError` unless storage can hold *name*."""
         self.storage_interface.check_name(name)
-        existing = self._owners.get(name)
-        if existing is None and name in self.functions_dict:
-            raise MetricNameCollisionError(
-                f"metric name {name!r} of {_describe(owner)} is already defined by "
-                "set_functions_dict(); rename one of them (base_name=...)"
-            )
-        if existing is not None and not _same_owner(existing, owner):
-            raise MetricNameCollisionError(
-                f"metric name {name!r} of {_describe(owner)} is already used by "
-                f"{_describe(existing)}; pass base_name= or name_generation_function= "
-                "to tell them apart"
-            )
-
-    def declares(self, name: str, owner: tuple[str, tuple[Any, ...]]) -> bool:
-        """Whether *name* is already defined for *owner* (a ``(base_name, params)`` pair)."""
-        existing = self._owners.get(name)
-        return existing is not None and _same_owner(existing, owner)
 
     def collect(
         self,
@@ -171,23 +120,6 @@ class DatedCacheManager:
             )
 
         return decorate if f is None else decorate(f)
-
-    def _attach(self, base: str, metric: Callable[..., Any]) -> None:
-        """Make *metric* available as ``CM.<base>``."""
-        # Instance attributes (cache, verbose, ...) count too; an earlier collect of
-        # the same base name (a re-run notebook cell) may be replaced.
-        collected = {getattr(m, "base_name", None) for m in self.parameterized_metrics}
-        taken = base in vars(self) and base not in collected
-        if hasattr(type(self), base) or taken:
-            raise MetricNameCollisionError(
-                f"a metric named {base!r} would hide {type(self).__name__}.{base}; "
-                "pass base_name= to collect() to name it differently"
-            )
-        self.parameterized_metrics = [
-            m for m in self.parameterized_metrics if getattr(m, "base_name", None) != base
-        ]
-        self.parameterized_metrics.append(metric)
-        setattr(self, base, metric)
 
     # -- the seed's API ---------------------------------------------------------
 
@@ -444,16 +376,3 @@ class ParameterizedDatedCacheManager(DatedCacheManager):
 DataCacheManager = DatedCacheManager
 #: The seed's other name for :class:`ParameterizedDatedCacheManager`.
 ParameterizedDataCacheManager = ParameterizedDatedCacheManager
-
-
-def _same_owner(a: tuple[str, tuple[Any, ...]], b: tuple[str, tuple[Any, ...]]) -> bool:
-    try:
-        return bool(a == b)
-    except (ValueError, TypeError):  # e.g. arrays among the parameters
-        same_length = len(a[1]) == len(b[1])
-        return a[0] == b[0] and same_length and all(map(operator.is_, a[1], b[1]))
-
-
-def _describe(owner: tuple[str, tuple[Any, ...]]) -> str:
-    base, params = owner
-    return f"{base!r} with parameters {params!r}" if params else f"metric {base!r}"

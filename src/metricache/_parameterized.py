@@ -5,18 +5,29 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._names import default_name_generation_function
+from ._registry import Owner
 from .exceptions import MetricNameCollisionError, UnknownMetricError
-
-if TYPE_CHECKING:
-    from ._manager import DatedCacheManager
 
 __all__ = ["CollectedMetric", "ParamsList", "collect_metric"]
 
 ParamsList = Iterable[Any]
 NameGenerator = Callable[[str, tuple[Any, ...]], str]
+
+
+class Manager(Protocol):
+    """What a collected metric needs of its manager."""
+
+    cache: dict[str, Any]
+    dynamic_metric_creation: bool
+
+    def get(self, name: str, use_stored: bool = ..., verbose: bool | None = ...) -> Any: ...
+    def declares(self, name: str, owner: Owner) -> bool: ...
+    def check_free(self, name: str, owner: Owner) -> None: ...
+    def _register(self, name: str, function: Callable[[], Any], owner: Owner) -> None: ...
+    def _attach(self, base: str, metric: Callable[..., Any]) -> None: ...
 
 
 class CollectedMetric:
@@ -31,7 +42,7 @@ class CollectedMetric:
 
     def __init__(
         self,
-        manager: DatedCacheManager,
+        manager: Manager,
         function: Callable[..., Any],
         base_name: str,
         params_list: list[tuple[Any, ...]],
@@ -122,7 +133,7 @@ class CollectedMetric:
 
 
 def collect_metric(
-    manager: DatedCacheManager,
+    manager: Manager,
     function: Callable[..., Any],
     base_name: str | None,
     params_list: ParamsList,
