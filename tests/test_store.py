@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from filelock import FileLock
 
 from metricache import CorruptEntryError, DatedCacheManager, NpyStorageInterface
+from metricache._flock import FolderLocks
 from metricache._locking import LOCK_DIR
 from metricache._meta import META_DIR
 from metricache._store import LocalStore
@@ -28,9 +28,14 @@ def test_record_of_a_live_writer_is_kept(tmp_path: Path) -> None:
     storage = NpyStorageInterface(tmp_path)
     storage.save("a", np.arange(3))
     os.unlink(tmp_path / "a.npy")
-    with FileLock(tmp_path / LOCK_DIR / "a.lock"):  # a writer between record and rename
+    (tmp_path / LOCK_DIR).mkdir(parents=True, exist_ok=True)
+    writer = FolderLocks(tmp_path / LOCK_DIR)  # a writer between record and rename
+    assert writer.acquire("a", 0)
+    try:
         NpyStorageInterface(tmp_path)
         assert (tmp_path / META_DIR / "a.json").exists()
+    finally:
+        writer.release("a")
 
 
 def test_orphan_record_does_not_count_as_stored(tmp_path: Path) -> None:
@@ -82,7 +87,7 @@ def test_opening_a_folder_where_nothing_can_be_deleted_still_works(
 
     monkeypatch.setattr(os, "unlink", refuse)
     monkeypatch.setattr(Path, "unlink", refuse)
-    monkeypatch.setattr(FileLock, "acquire", refuse)
+    monkeypatch.setattr(FolderLocks, "acquire", refuse)
     reopened = NpyStorageInterface(tmp_path)
     np.testing.assert_array_equal(reopened.load("a"), np.arange(3))
 

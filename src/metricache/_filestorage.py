@@ -16,9 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from filelock import FileLock
-from filelock import Timeout as FileLockTimeout
-
+from ._flock import FolderLocks
 from ._hashio import HashingReader, HashingWriter
 from ._interface import DATE_SUFFIX, StorageInterface, legacy_info, not_stored_message
 from ._locking import LOCK_DIR, NameLocks
@@ -309,19 +307,22 @@ class FileStorageInterface(StorageInterface):
         ext = self.file_ext
         orphans = records - {f[: -len(ext)] for f in self.store.list() if f.endswith(ext)}
         removed = 0
+        try:
+            Path(self.metrics_dir, LOCK_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return removed  # a read-only folder: nothing can be cleaned, reads still work
+        locks = FolderLocks(Path(self.metrics_dir, LOCK_DIR))
         for name in sorted(orphans):
-            lock = FileLock(Path(self.metrics_dir, LOCK_DIR, f"{name}.lock"), thread_local=False)
             try:
-                lock.acquire(timeout=0)
-            except FileLockTimeout:
-                continue  # a live writer is between its record and its data rename
+                if not locks.acquire(name, 0):
+                    continue  # a live writer is between its record and its data rename
             except OSError:
                 return removed  # a read-only folder: nothing can be cleaned, reads still work
             try:
                 if not self.store.exists(self._data_key(name)):
                     removed += self.store.delete(self._meta_key(name))
             finally:
-                lock.release()
+                locks.release(name)
         return removed
 
     def _where(self, key: str) -> str:

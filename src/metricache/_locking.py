@@ -2,11 +2,11 @@
 and processes, with dependency-cycle detection instead of deadlock.
 
 Each name has a thread lock (within the process) and, when the storage has a
-local folder, a ``filelock`` lock file ``.metricache/locks/<name>.lock`` (across
-processes; the OS releases it when a holder dies, so a killed process never
-blocks the next one). Holders publish who they are, and waiters what they wait
-for, so a waiter can follow the wait-for chain and recognise a cycle that spans
-threads or processes.
+local folder, a process lock in ``.metricache/locks/`` (see :mod:`metricache._flock`;
+the OS releases it when a holder dies, so a killed process never blocks the next
+one). A waiter publishes what it waits for and the names it holds in
+``<actor>.wait``, so waiters can follow the wait-for chain and recognise a cycle
+that spans threads or processes.
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-from filelock import Timeout as FileLockTimeout
-
+from ._flock import FolderLocks
 from ._store import _HOST, _pid_alive
 from .exceptions import LockTimeoutError, MetricCycleError
 
@@ -58,6 +56,8 @@ class NameLocks:
         self._locks: dict[str, threading.Lock] = {}
         self._holders: dict[str, str] = {}
         self._waiting: dict[str, tuple[str, list[str]]] = {}
+        self._lock_dir_ready = False
+        self._folder_locks: FolderLocks | None = None
 
     @contextlib.contextmanager
     def computing(self, name: str) -> Iterator[None]:
@@ -97,38 +97,36 @@ class NameLocks:
             finally:
                 self._holders.pop(name, None)
             return
-        lock_dir = self.folder / LOCK_DIR
-        lock = FileLock(lock_dir / f"{name}.lock", thread_local=False)
-
-        def try_acquire(wait: float) -> bool:
-            try:
-                lock.acquire(timeout=wait, poll_interval=min(wait, 0.01) or 0.001)
-            except FileLockTimeout:
-                return False
-            return True
-
+        locks = self._process_locks(self.folder)
         locked = True
         try:
-            lock_dir.mkdir(parents=True, exist_ok=True)
-            self._wait(name, try_acquire, deadline)
+            self._ensure_lock_dir()
+            self._wait(name, lambda wait: locks.acquire(name, wait), deadline)
         except OSError as err:
             if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
             # A folder we may not write: nothing can be stored through us anyway, so
             # the thread lock alone is enough (and loads, computes still work).
             locked = False
-        owner_file = lock_dir / f"{name}.owner"
         try:
             self._holders[name] = holder
-            if locked:
-                _write_json(owner_file, {"actor": holder})
             yield
         finally:
             self._holders.pop(name, None)
             if locked:
-                with contextlib.suppress(OSError):
-                    owner_file.unlink()
-                lock.release()
+                locks.release(name)
+
+    def _process_locks(self, folder: Path) -> FolderLocks:
+        with self._guard:
+            if self._folder_locks is None:
+                self._folder_locks = FolderLocks(folder / LOCK_DIR)
+            return self._folder_locks
+
+    def _ensure_lock_dir(self) -> None:
+        """Create the lock folder once per instance (not on every miss)."""
+        if not self._lock_dir_ready and self.folder is not None:
+            (self.folder / LOCK_DIR).mkdir(parents=True, exist_ok=True)
+            self._lock_dir_ready = True
 
     def _wait(self, name: str, acquire: Any, deadline: float | None) -> None:
         """Call ``acquire(seconds)`` until it succeeds, checking for cycles and the deadline."""
@@ -168,22 +166,31 @@ class NameLocks:
             _write_json(path, {"waiting_for": name, "stack": stack})
 
     def _holder_of(self, name: str) -> str | None:
-        """The actor holding *name*'s lock, if known and alive."""
+        """The actor holding *name*'s lock, if known: in this process, or a waiter elsewhere.
+
+        Another process is only seen while it waits (its ``.wait`` record lists the
+        names it holds), which is all cycle detection needs: in a cycle, all wait.
+        """
         holder = self._holders.get(name)
         if holder is not None or self.folder is None:
             return holder
-        data = _read_json(self.folder / LOCK_DIR / f"{name}.owner")
-        actor = str(data.get("actor", "")) if data else ""
-        return actor if actor and _actor_alive(actor) else None
+        for actor, (_, stack) in self._waiters_on_disk():
+            if name in stack and _actor_alive(actor):
+                return actor
+        return None
+
+    def _waiters_on_disk(self) -> Iterator[tuple[str, tuple[str, list[str]]]]:
+        assert self.folder is not None
+        for path in (self.folder / LOCK_DIR).glob("*.wait"):
+            waiting = _parse_wait(_read_json(path))
+            if waiting is not None:
+                yield path.name[: -len(".wait")], waiting
 
     def _waiting_of(self, actor: str) -> tuple[str, list[str]] | None:
         """What *actor* waits for, and the names it is computing meanwhile."""
         if actor in self._waiting or self.folder is None:
             return self._waiting.get(actor)
-        data = _read_json(self.folder / LOCK_DIR / f"{actor}.wait")
-        if not data or "waiting_for" not in data:
-            return None
-        return str(data["waiting_for"]), [str(s) for s in data.get("stack", [])]
+        return _parse_wait(_read_json(self.folder / LOCK_DIR / f"{actor}.wait"))
 
     def _find_cycle(self, me: str, target: str) -> list[str] | None:
         """Follow holder -> waits-for links from *target*; the path if they lead back to *me*."""
@@ -227,9 +234,24 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         path.write_text(json.dumps(data))
 
 
+def _parse_wait(data: dict[str, Any] | None) -> tuple[str, list[str]] | None:
+    """``(waiting_for, stack)`` from a ``.wait`` record, or None if unusable."""
+    if not data or "waiting_for" not in data:
+        return None
+    return str(data["waiting_for"]), [str(s) for s in data.get("stack", [])]
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return _parse_json(path.read_text())
+    except OSError:
+        return None
+
+
+def _parse_json(text: str) -> dict[str, Any] | None:
+    """A JSON object from *text*, or None for anything else (torn, empty, garbage)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
         return None
     return data if isinstance(data, dict) else None

@@ -10,7 +10,7 @@ matches ``previous`` and stays readable; once the data rename lands it matches
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -75,8 +75,14 @@ class EntryInfo:
         return replace(self, name=name)
 
 
+# Field names, computed once: dataclasses.fields() and asdict() cost more than the
+# rest of a record's (de)serialisation, which sits on every cache miss and load.
+_FIELDS = tuple(f.name for f in fields(EntryInfo))
+_KNOWN = frozenset(_FIELDS)
+
+
 def _to_json(info: EntryInfo) -> dict[str, Any]:
-    data = asdict(info)
+    data = {name: getattr(info, name) for name in _FIELDS}
     data["timestamp"] = info.timestamp.isoformat()
     return data
 
@@ -84,8 +90,7 @@ def _to_json(info: EntryInfo) -> dict[str, Any]:
 def _from_json(data: Any) -> EntryInfo | None:
     if data is None:
         return None
-    known = {f.name for f in fields(EntryInfo)}
-    kwargs = {k: v for k, v in data.items() if k in known}
+    kwargs = {k: v for k, v in data.items() if k in _KNOWN}
     stamp = datetime.fromisoformat(kwargs["timestamp"])
     kwargs["timestamp"] = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
     return EntryInfo(**kwargs)
@@ -98,7 +103,8 @@ def encode_record(current: EntryInfo, previous: list[EntryInfo]) -> bytes:
         "current": _to_json(current),
         "previous": [_to_json(p) for p in previous],
     }
-    return json.dumps(record, indent=1).encode()
+    # Compact separators keep json on its C encoder (indent= would not).
+    return json.dumps(record, separators=(",", ":")).encode()
 
 
 def decode_record(raw: bytes, name: str) -> tuple[EntryInfo, list[EntryInfo]]:
