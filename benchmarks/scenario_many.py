@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -61,6 +62,9 @@ class Filler:
     def renew(self) -> Path:
         remove(self.folder)
         self.folder = self.scratch.folder(self.prefix)
+        # Flush the previous round's writes and deletions (untimed), so that no
+        # contender pays for another's writeback (or, with a discard mount, trims).
+        os.sync()
         return self.folder
 
 
@@ -207,7 +211,8 @@ def fill_table(config: Config, scratch: Scratch) -> tuple[Table, Fills]:
         extra_columns=["files", "disk usage"],
         targets=[Target("metricache Npy", 2.0), Target("metricache Npy", 1.0, "joblib.Memory")],
         notes=[
-            "one sample = filling a new empty folder; manager + collect() built untimed",
+            "one sample = filling a new empty folder (after an untimed os.sync()); "
+            "manager + collect() built untimed",
             "disk usage = sum of st_blocks * 512 over every file (like du)",
         ],
     )
