@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metricache import CorruptEntryError, DatedCacheManager, NpyStorageInterface
+from metricache import (
+    CorruptEntryError,
+    DatedCacheManager,
+    NpyStorageInterface,
+    NpzStorageInterface,
+)
 from metricache._flock import FolderLocks
 from metricache._locking import LOCK_DIR
 from metricache._meta import META_DIR
@@ -133,3 +138,36 @@ def test_reader_racing_fast_writers_gets_a_whole_value(
 
     monkeypatch.setattr(reader, "_decode", decode_while_writers_replace_it)
     np.testing.assert_array_equal(reader.load("x"), np.full(3, 3))
+
+
+def test_space_reserved_for_a_write_is_trimmed_to_what_was_written(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put_atomic("k", lambda f: f.write(b"x" * 1000), size_hint=4 << 20)
+    assert (tmp_path / "k").stat().st_size == 1000
+    store.put_atomic("k", lambda f: f.write(b"y" * (2 << 20)), size_hint=2 << 20)
+    assert (tmp_path / "k").read_bytes() == b"y" * (2 << 20)
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_large_npz_entries_round_trip_and_damage_is_caught(tmp_path: Path, verify: bool) -> None:
+    value = {"a": np.arange(100_000.0), "b": [np.ones((300, 300))]}
+    storage = NpzStorageInterface(tmp_path, verify=verify)
+    storage.save("big", value["a"])
+    np.testing.assert_array_equal(
+        NpzStorageInterface(tmp_path, verify=verify).load("big"), value["a"]
+    )
+    data = bytearray((tmp_path / "big.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: only the checksum or the zip CRC sees it
+    (tmp_path / "big.npz").write_bytes(bytes(data))
+    # With verify, the checksum catches it; without, the zip member CRC still does.
+    with pytest.raises(CorruptEntryError):
+        NpzStorageInterface(tmp_path, verify=verify).load("big")
+
+
+def test_large_legacy_npz_with_a_damaged_member_is_corrupt(tmp_path: Path) -> None:
+    np.savez(tmp_path / "old.npz", np.arange(100_000.0))  # a legacy file: no record
+    data = bytearray((tmp_path / "old.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "old.npz").write_bytes(bytes(data))
+    with pytest.raises(CorruptEntryError):
+        NpzStorageInterface(tmp_path).load("old")

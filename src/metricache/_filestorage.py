@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from ._flock import FolderLocks
-from ._hashio import HashingReader, HashingWriter
+from ._hashio import HashingReader, HashingWriter, hash_fd_in_background
 from ._interface import DATE_SUFFIX, StorageInterface, legacy_info, not_stored_message
 from ._locking import LOCK_DIR, NameLocks
 from ._meta import META_DIR, EntryInfo, decode_record, encode_record, utc_now
@@ -33,6 +33,9 @@ QUARANTINE_DIR = ".metricache/quarantine"
 _PREVIOUS_KEPT = 2
 #: Reads of an entry before a persistent record/data mismatch counts as corruption.
 _READ_ATTEMPTS = 3
+#: Seeking codecs (npz) read files up to this size into memory in one read: faster
+#: than decoding the file while another thread hashes it.
+_IN_MEMORY_MAX = 96 * 1024
 
 
 class FileStorageInterface(StorageInterface):
@@ -95,7 +98,12 @@ class FileStorageInterface(StorageInterface):
     def write_entry(self, name: str, value: Any, duration: float | None = None) -> EntryInfo:
         self.check_name(name)
         self.codec.validate(value)
-        staged = self.store.stage(self._data_key(name), self._encoder(value), durable=self.durable)
+        staged = self.store.stage(
+            self._data_key(name),
+            self._encoder(value),
+            durable=self.durable,
+            size_hint=self.codec.size_hint(value),
+        )
         try:
             size, checksum, hint = staged.result
             info = EntryInfo(
@@ -195,22 +203,53 @@ class FileStorageInterface(StorageInterface):
         same_file = [c for c in candidates if identity is not None and c.file_id == identity]
         return same_file[0] if same_file else candidates[0]
 
-    def _decode(self, name: str, hint: str | None) -> tuple[Any, int, str | None]:
-        """Decode the data file, returning the value with its size and checksum."""
+    def _decode(
+        self, name: str, hint: str | None, recorded: bool = True
+    ) -> tuple[Any, int, str | None]:
+        """Decode the data file, returning the value with its size and checksum.
+
+        *recorded* is False for legacy files, whose codec checks (zip CRCs) are then
+        the only integrity check there is.
+        """
         key = self._data_key(name)
         with self.store.open_read(key) as f:
-            reader = HashingReader(f, hashing=self.verify_checksums)
             try:
                 if self.codec.sequential:
-                    value = self.codec.read(cast(BinaryIO, reader), hint)
-                else:
-                    value = self.codec.read(io.BytesIO(reader.read()), hint)
+                    return self._decode_stream(f, hint)
+                return self._decode_seekable(f, hint, recorded)
             except CorruptEntryError as err:
                 raise CorruptEntryError(f"{self._where(key)}: {err}") from None
             except (ValueError, EOFError, UnicodeDecodeError) as err:
                 raise CorruptEntryError(f"{self._where(key)} cannot be decoded: {err}") from None
+
+    def _decode_stream(self, f: BinaryIO, hint: str | None) -> tuple[Any, int, str | None]:
+        """Decode front to back, hashing every byte as the codec reads it."""
+        reader = HashingReader(f, hashing=self.verify_checksums)
+        value = self.codec.read(cast(BinaryIO, reader), hint)
+        size, checksum = reader.finish()
+        return value, size, checksum
+
+    def _decode_seekable(
+        self, f: BinaryIO, hint: str | None, recorded: bool
+    ) -> tuple[Any, int, str | None]:
+        """Decode a codec that seeks: on the real file, hashed meanwhile on another thread."""
+        fd = _fileno(f)
+        pending = None
+        if fd is not None and os.fstat(fd).st_size > _IN_MEMORY_MAX:
+            pending = hash_fd_in_background(fd) if self.verify_checksums else None
+        if fd is None or (pending is None and self.verify_checksums):
+            reader = HashingReader(f, hashing=self.verify_checksums)
+            value = self.codec.read(io.BytesIO(reader.read()), hint)
             size, checksum = reader.finish()
-        return value, size, checksum if self.verify_checksums else None
+            return value, size, checksum
+        if pending is not None and recorded:
+            value = self.codec.read_verified(f, hint)
+        else:
+            value = self.codec.read(f, hint)
+        if pending is None:
+            return value, os.fstat(fd).st_size, None
+        size, checksum = pending.result()
+        return value, size, checksum
 
     def _match(
         self, name: str, size: int, checksum: str | None, candidates: list[EntryInfo]
@@ -229,14 +268,14 @@ class FileStorageInterface(StorageInterface):
     def _read_legacy(self, name: str) -> tuple[Any, EntryInfo]:
         """An entry without a record: written by simple_metrics_manager (or copied in)."""
         try:
-            value, _, _ = self._decode(name, None)
+            value, _, _ = self._decode(name, None, recorded=False)
         except FileNotFoundError:
             raise MetricNotStoredError(not_stored_message(name, self)) from None
         return value, self._legacy_info(name)
 
     def _legacy_info(self, name: str) -> EntryInfo:
         try:
-            date, _, _ = self._decode(name + DATE_SUFFIX, None)
+            date, _, _ = self._decode(name + DATE_SUFFIX, None, recorded=False)
             return legacy_info(name, date)
         except (FileNotFoundError, CorruptEntryError, ValueError):
             path = self.store.local_path(self._data_key(name))
@@ -336,3 +375,11 @@ def _make_folder(path: Path) -> Path:
         raise NotADirectoryError(f"metrics_dir {str(path)!r} exists and is not a folder")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _fileno(f: BinaryIO) -> int | None:
+    """The OS file descriptor behind *f*, if it has one."""
+    try:
+        return f.fileno()
+    except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+        return None

@@ -96,10 +96,12 @@ class NpyStorageInterface(FileStorageInterface):
             metrics_dir, NpyCodec(allow_pickle=allow_pickle), durable=durable, verify=verify
         )
 
-    def _decode(self, name: str, hint: str | None) -> tuple[Any, int, str | None]:
+    def _decode(
+        self, name: str, hint: str | None, recorded: bool = True
+    ) -> tuple[Any, int, str | None]:
         path = self.store.local_path(self._data_key(name))
         if self.mmap_mode is None or path is None:
-            return super()._decode(name, hint)
+            return super()._decode(name, hint, recorded)
         assert isinstance(self.codec, NpyCodec)
         size = path.stat().st_size
         return self.codec.read_mmap(path, hint), size, None

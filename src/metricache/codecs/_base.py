@@ -26,7 +26,8 @@ class Codec(ABC):
     suffix: ClassVar[str]
     #: True when :meth:`read` consumes its file front to back exactly once, so the
     #: storage can verify the checksum while the codec reads. A codec that seeks
-    #: (a zip reader) sets this to False and is handed an in-memory buffer instead.
+    #: (a zip reader) sets this to False and is handed a seekable file: the real
+    #: file (hashed meanwhile on another thread) or an in-memory copy.
     sequential: ClassVar[bool] = True
 
     def validate(self, value: Any) -> None:  # noqa: B027 - optional hook, no-op by default
@@ -43,6 +44,17 @@ class Codec(ABC):
     @abstractmethod
     def read(self, f: BinaryIO, hint: str | None = None) -> Any:
         """Read back a value from the binary file *f*, given the *hint* write returned."""
+
+    def read_verified(self, f: BinaryIO, hint: str | None = None) -> Any:
+        """Like :meth:`read`, for a file whose checksum the caller verifies itself.
+
+        A codec may skip its own integrity checks here (zip member CRCs, say).
+        """
+        return self.read(f, hint)
+
+    def size_hint(self, value: Any) -> int | None:
+        """The exact number of bytes :meth:`write` will produce, when cheap to know."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
