@@ -9,6 +9,7 @@ import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from tokenize import TokenError
 from typing import Any, BinaryIO, cast
 
 import numpy as np
@@ -17,8 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from metricache.codecs import Codec, JsonCodec, NpyCodec, NpzCodec, codec_registry
-from metricache.codecs.npy import encode_array
+from metricache import _hashio
+from metricache._hashio import HashingReader, checksum_bytes
+from metricache.codecs import Codec, JsonCodec, NpyCodec, NpzCodec, _npyformat, codec_registry
+from metricache.codecs._npyformat import encode_array
 from metricache.exceptions import CorruptEntryError, UnsupportedValueError
 
 # -- streams shaped like the storage layer's -------------------------------------------
@@ -720,3 +723,205 @@ def test_json_rejects_cycles() -> None:
         JsonCodec().validate(loop)
     shared = [1]
     assert roundtrip(JsonCodec(), [shared, shared]) == [[1], [1]]
+
+
+# -- npy headers: numpy's own bytes, and exactly numpy's strictness ------------------------
+
+
+def _numpy_header(arr: np.ndarray) -> bytes:
+    """The format 1.0 header numpy's writer produces for *arr*."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(arr))
+    return buf.getvalue()
+
+
+@FAST
+@given(arrays())
+def test_npy_header_is_numpys_byte_for_byte(arr: np.ndarray) -> None:
+    data, _ = encode(NpyCodec(), arr)
+    if data[6] == 1:  # the header numpy would write (a C copy if arr is strided)
+        contiguous = arr if arr.flags.c_contiguous or arr.flags.f_contiguous else arr.copy()
+        assert data.startswith(_numpy_header(contiguous))
+
+
+@FAST
+@given(st.one_of(arrays(), numpy_scalars, python_scalars))
+def test_size_hint_is_the_exact_file_size(value: Any) -> None:
+    codec = NpyCodec()
+    hint = codec.size_hint(value)
+    data, _ = encode(codec, value)
+    if isinstance(value, np.ndarray) and value.dtype.names is None and not value.dtype.hasobject:
+        assert hint == len(data)
+    else:  # scalars are tiny; structured dtypes are left to numpy's writer
+        assert hint is None
+
+
+def _with_header(text: bytes, payload: bytes) -> bytes:
+    """A format 1.0 file with the raw header *text* (padded like numpy) and *payload*."""
+    text += b" " * (-(10 + len(text) + 1) % 64) + b"\n"
+    return (
+        np.lib.format.MAGIC_PREFIX + b"\x01\x00" + len(text).to_bytes(2, "little") + text + payload
+    )
+
+
+def _numpy_reads(data: bytes) -> tuple[np.ndarray, bool] | None:
+    """What np.load makes of *data*: ``(array, whole file consumed)``, None if it refuses."""
+    buf = io.BytesIO(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. Python 2 headers, deprecated dtype aliases
+        try:
+            arr = np.lib.format.read_array(buf, allow_pickle=False)
+        except (ValueError, TypeError, SyntaxError, TokenError, EOFError, MemoryError):
+            return None
+    return arr, buf.tell() == len(data)
+
+
+def _assert_as_strict_as_numpy(data: bytes) -> None:
+    """Our decoder accepts exactly what numpy accepts, with the same result."""
+    expected = _numpy_reads(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if expected is None or not expected[1]:  # refused, or bytes left after the array
+            with pytest.raises((CorruptEntryError, MemoryError)):
+                decode(NpyCodec(), data)
+            return
+        out = decode(NpyCodec(), data)
+    assert_same(expected[0], out)
+    assert out.flags.f_contiguous == expected[0].flags.f_contiguous
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }",
+        b"{'descr': '<f8', 'fortran_order': True, 'shape': (2, 3), }",
+        b"{'shape': (2, 3), 'fortran_order': False, 'descr': '<f8'}",  # other key order
+        b'{"descr": "<f8", "fortran_order": False, "shape": (2, 3)}',  # other quotes
+        b"{'descr':'<f8','fortran_order':False,'shape':(2,3)}",  # no spaces
+        b"{'descr': '<f8', 'fortran_order': False, 'shape': (6), }",  # an int, not a tuple
+        b"{'descr': '<f8', 'fortran_order': False, 'shape': (06,), }",  # leading zero
+        b"{'descr': '<f8', 'fortran_order': False, 'shape': (0x6,), }",
+        b"{'descr': '<f8', 'fortran_order': False, 'shape': (-6,), }",
+        b"{'descr': '<f8', 'fortran_order': False, 'shape': (True, 6), }",
+        b"{'descr': '<f8', 'fortran_order': 0, 'shape': (6,), }",
+        b"{'descr': '<f9', 'fortran_order': False, 'shape': (6,), }",
+        b"{'descr': 'f8', 'fortran_order': False, 'shape': (6,), }",
+        b"{'descr': '<f8', 'fortran_order': False, }",
+        b"{'descr': '<f8', 'fortran_order': False, 'shape': (6,), 'x': 1, }",
+        b"{'descr': '<f8', 'fortran_order': False, 'shape': (6,), }\x00",
+        b"{'descr': '<f8', 'fortran_order': False, 'shape': (6,),, }",
+        b"['<f8', False, (6,)]",
+        b"{'descr': '<M8[s]', 'fortran_order': False, 'shape': (6,), }",
+        b"{'descr': '<M8[xx]', 'fortran_order': False, 'shape': (6,), }",
+        b"{'descr': '<u2', 'fortran_order': False, 'shape': (2, 3, 2), }",
+        b"{'descr': '|S4', 'fortran_order': False, 'shape': (3, 1), }",
+        b"{'descr': '1f8', 'fortran_order': False, 'shape': (6,), }",  # a subarray dtype
+        b"{'descr': '1f8', 'fortran_order': True, 'shape': (2, 3), }",
+        b"{'descr': '2f8', 'fortran_order': False, 'shape': (3,), }",
+    ],
+)
+def test_npy_header_variants_are_read_exactly_as_numpy_reads_them(text: bytes) -> None:
+    _assert_as_strict_as_numpy(_with_header(text, bytes(range(48))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(
+        [np.arange(6.0), np.arange(12, dtype="<i2").reshape(3, 4), np.zeros((2, 3), "F")]
+    ),
+    st.lists(
+        st.tuples(st.integers(0, 127), st.sampled_from(b"0123456789(),'\" :<>|=fiuTF[]{}\n\x00")),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_damaged_npy_headers_are_refused_exactly_when_numpy_refuses(
+    arr: np.ndarray, edits: list[tuple[int, int]]
+) -> None:
+    data = bytearray(encode(NpyCodec(), arr)[0])
+    for position, byte in edits:
+        data[position] = byte
+    _assert_as_strict_as_numpy(bytes(data))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_large_array_is_read_page_aligned_by_two_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, order: str
+) -> None:
+    # shrink the thresholds so a small array takes the large-array paths
+    monkeypatch.setattr(_npyformat, "ALIGNED_ARRAY", 1000)
+    monkeypatch.setattr(_hashio, "_SPLIT_MIN", 1000)
+    arr = np.asarray(np.random.default_rng(1).random((50, 31)), order=order)
+    data, _ = encode(NpyCodec(), arr)
+    path = tmp_path / "big.npy"
+    path.write_bytes(data)
+    with open(path, "rb", buffering=0) as f:
+        reader = HashingReader(cast(BinaryIO, f))
+        out = NpyCodec().read(cast(BinaryIO, reader))
+        assert reader.finish() == (len(data), checksum_bytes(data))
+    assert_same(arr, out)
+    assert out.__array_interface__["data"][0] % 4096 == 0
+    assert out.flags.writeable and out.flags.aligned
+    assert (out.flags.c_contiguous, out.flags.f_contiguous) == (order == "C", order == "F")
+    out[0, 0] = -1.0  # an ordinary, writeable array
+    assert out[0, 0] == -1.0
+    path.write_bytes(data[:-100])
+    with open(path, "rb", buffering=0) as f, pytest.raises(CorruptEntryError, match="truncated"):
+        NpyCodec().read(cast(BinaryIO, HashingReader(cast(BinaryIO, f))))
+
+
+# -- npz from real files ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("items", [1, 100_000], ids=["small", "large"])
+def test_npz_reads_from_a_real_file(tmp_path: Path, compress: bool, items: int) -> None:
+    # a large archive's stored members are read straight from the file into arrays
+    value = {"a": np.arange(items, dtype=np.float64), "b": 1.5, "c": np.asfortranarray(np.eye(3))}
+    path = tmp_path / "v.npz"
+    path.write_bytes(encode(NpzCodec(compress=compress), value)[0])
+    with open(path, "rb", buffering=0) as f:
+        out = NpzCodec().read(cast(BinaryIO, f))
+    assert_same(value, out)
+    assert out["c"].flags.f_contiguous
+    np.savez(path, np.arange(items))  # legacy, written by numpy to a seekable file
+    with open(path, "rb", buffering=0) as f:
+        assert_same(np.arange(items), NpzCodec().read(cast(BinaryIO, f)))
+
+
+def _large_npz() -> bytes:
+    """An archive big enough that its data member is streamed, not read whole."""
+    return encode(NpzCodec(), {"a": np.arange(50_000.0)})[0]
+
+
+def test_npz_member_with_bad_crc_is_corrupt() -> None:
+    data = bytearray(_large_npz())
+    data[len(data) // 2] ^= 0x01  # inside the array: still a valid .npy, only the CRC tells
+    with pytest.raises(CorruptEntryError, match="CRC"):
+        decode(NpzCodec(), bytes(data))
+
+
+def test_npz_read_for_a_verifying_caller_skips_only_the_stored_crc() -> None:
+    # the storage checks the whole file's checksum itself, so the CRC is redundant
+    data = bytearray(_large_npz())
+    data[len(data) // 2] ^= 0x01
+    out = NpzCodec().read(io.BytesIO(bytes(data)), verified=True)
+    assert np.count_nonzero(out["a"] != np.arange(50_000.0)) == 1
+    packed = bytearray(encode(NpzCodec(compress=True), {"a": np.zeros(50_000)})[0])
+    packed[len(packed) // 2] ^= 0x01  # deflated: zipfile checks the CRC regardless
+    with pytest.raises(CorruptEntryError):
+        NpzCodec().read(io.BytesIO(bytes(packed)), verified=True)
+
+
+def test_npz_local_header_must_match_the_directory() -> None:
+    data = bytearray(_large_npz())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        offset = zf.getinfo("arr_0.npy").header_offset
+    name_at = offset + 30
+    assert data[name_at : name_at + 9] == b"arr_0.npy"
+    renamed = bytes(data[:name_at]) + b"arr_9" + bytes(data[name_at + 5 :])
+    with pytest.raises(CorruptEntryError, match="differ"):
+        decode(NpzCodec(), renamed)
+    data[offset] = ord("X")
+    with pytest.raises(CorruptEntryError, match="magic"):
+        decode(NpzCodec(), bytes(data))
