@@ -266,3 +266,20 @@ def test_metrics_dir_accepts_pathlike_and_creates_parents(tmp_path: Path) -> Non
 def test_on_corrupt_is_validated(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="on_corrupt"):
         DatedCacheManager(NpzStorageInterface(tmp_path), on_corrupt="ignore")  # type: ignore[arg-type]
+
+
+def test_assigning_the_cache_replaces_its_contents(npz_manager: DatedCacheManager) -> None:
+    values = iter([1, 2])
+
+    @npz_manager.collect
+    def m() -> int:
+        return next(values)
+
+    assert npz_manager.m() == 1
+    same = npz_manager.cache
+    npz_manager.cache = {}  # as seed code might do to forget values
+    assert npz_manager.cache is same and same == {}
+    npz_manager.delete("m")
+    assert npz_manager.m() == 2  # not a stale memory hit
+    npz_manager.cache = {"m": 5}
+    assert npz_manager.m() == 5 and npz_manager["m"] == 5

@@ -85,13 +85,27 @@ class DatedCacheManager(MetricRegistry):
         self.verbose = verbose
         self.on_corrupt: OnCorrupt = on_corrupt
         super().__init__(dynamic_metric_creation)
-        #: Metric name -> value: the in-memory cache.
-        self.cache: dict[str, Any] = {}
+        self._cache: dict[str, Any] = {}
         self._infos: dict[str, EntryInfo] = {}
         self._locks = storage_interface.locks(lock_timeout)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.storage_interface!r})"
+
+    @property
+    def cache(self) -> dict[str, Any]:
+        """The in-memory cache: a dict of metric name -> value.
+
+        Assigning a new dict replaces its contents; the dict itself stays the same
+        object, which the ``CM.<metric>`` functions hold on to for speed.
+        """
+        return self._cache
+
+    @cache.setter
+    def cache(self, values: dict[str, Any]) -> None:
+        if values is not self._cache:
+            self._cache.clear()
+            self._cache.update(values)
 
     def check_name(self, name: str) -> None:
         """Raise :class:`~metricache.InvalidMetricNameError` unless storage can hold *name*."""
@@ -125,26 +139,26 @@ class DatedCacheManager(MetricRegistry):
 
     def exists(self, name: str) -> bool:
         """Whether *name*'s value is available without computing (in memory or stored)."""
-        if name in self.cache:
+        if name in self._cache:
             return True
         self.storage_interface.check_name(name)
         return self.storage_interface.exists(name)
 
     def clear_cache(self) -> None:
         """Forget every value held in memory (stored values are kept)."""
-        self.cache.clear()
+        self._cache.clear()
         self._infos.clear()
 
     def compute(self, name: str, force: bool = False, verbose: bool | None = None) -> Any:
         """Return *name*'s value from memory, computing it (into memory only) when missing."""
-        if not force and name in self.cache:
-            return self.cache[name]
+        if not force and name in self._cache:
+            return self._cache[name]
         self.storage_interface.check_name(name)
         with self._locks.computing(name):
-            if not force and name in self.cache:
-                return self.cache[name]
+            if not force and name in self._cache:
+                return self._cache[name]
             value, _ = self._run(name, verbose)
-        self.cache[name] = value
+        self._cache[name] = value
         return value
 
     def save(self, name: str, force: bool = False, verbose: bool | None = None) -> None:
@@ -156,11 +170,11 @@ class DatedCacheManager(MetricRegistry):
         with self._locks.computing(name):
             if not force and self.storage_interface.exists(name):
                 return
-            if not force and name in self.cache:
-                value, duration = self.cache[name], None
+            if not force and name in self._cache:
+                value, duration = self._cache[name], None
             else:
                 value, duration = self._run(name, verbose)
-                self.cache[name] = value
+                self._cache[name] = value
             self._write(name, value, duration, verbose, strict=True)
 
     def load(self, name: str, force: bool = False, verbose: bool | None = None) -> Any:
@@ -168,8 +182,8 @@ class DatedCacheManager(MetricRegistry):
 
         Raises ``MetricNotStoredError`` if it was never stored.
         """
-        if not force and name in self.cache:
-            return self.cache[name]
+        if not force and name in self._cache:
+            return self._cache[name]
         self.storage_interface.check_name(name)
         value = self._try_load(name, verbose)
         if isinstance(value, CorruptEntryError):
@@ -188,14 +202,14 @@ class DatedCacheManager(MetricRegistry):
         """
         if use_stored:
             try:
-                return self.cache[name]
+                return self._cache[name]
             except KeyError:
                 pass
         return self._get(name, use_stored, verbose)
 
     def __getitem__(self, name: str) -> Any:
         try:
-            return self.cache[name]
+            return self._cache[name]
         except KeyError:
             return self._get(name, True, None)
 
@@ -205,7 +219,7 @@ class DatedCacheManager(MetricRegistry):
         """Remove *name* from memory and storage; return whether it was stored."""
         self.storage_interface.check_name(name)
         with self._locks.computing(name):
-            self.cache.pop(name, None)
+            self._cache.pop(name, None)
             self._infos.pop(name, None)
             return self.storage_interface.delete(name)
 
@@ -246,8 +260,8 @@ class DatedCacheManager(MetricRegistry):
         with self._locks.computing(name):
             if use_stored:
                 # Another thread or process may have stored it while we waited.
-                if name in self.cache:
-                    return self.cache[name]
+                if name in self._cache:
+                    return self._cache[name]
                 value = self._try_load(name, verbose)
                 if isinstance(value, CorruptEntryError):
                     self._quarantine(name, value)
@@ -279,7 +293,7 @@ class DatedCacheManager(MetricRegistry):
             if self.on_corrupt == "raise":
                 raise
             return err
-        self.cache[name] = value
+        self._cache[name] = value
         if info is not None:
             self._infos[name] = info
         if self._verbose(verbose):
@@ -310,7 +324,7 @@ class DatedCacheManager(MetricRegistry):
 
     def _compute_and_store(self, name: str, verbose: bool | None) -> Any:
         value, duration = self._run(name, verbose)
-        self.cache[name] = value
+        self._cache[name] = value
         self._write(name, value, duration, verbose, strict=False)
         return value
 
@@ -341,7 +355,7 @@ class DatedCacheManager(MetricRegistry):
         try:
             info = self.storage_interface.write_entry(name, value, duration)
         except UnsupportedValueError as err:
-            self.cache.pop(name, None)
+            self._cache.pop(name, None)
             err.value = value  # type: ignore[attr-defined]
             err.args = (f"{err} (the computed value is on this exception as .value)",)
             raise

@@ -114,13 +114,14 @@ class CollectedMetric:
         A closure rather than this object: calling a function skips the class-call
         dispatch, which keeps a memory hit of ``CM.metric()`` near a dict lookup.
         """
-        manager, plain, slow = self._manager, self._plain, self.__call__
+        # The cache dict is captured once: managers keep it the same object for life.
+        cache, plain, slow = self._manager.cache, self._plain, self.__call__
         takes_nothing = self._signature is not None and not self._signature.parameters
 
         def metric(*args: Any, **kwargs: Any) -> Any:
             if plain is not None and not (args or kwargs):
                 try:
-                    return manager.cache[plain]
+                    return cache[plain]
                 except KeyError:
                     pass
             return slow(*args, **kwargs)
@@ -129,7 +130,7 @@ class CollectedMetric:
             # No *args/**kwargs to pack: a memory hit costs one call and a dict lookup.
             if use_stored:
                 try:
-                    return manager.cache[plain]  # type: ignore[index]
+                    return cache[plain]  # type: ignore[index]
                 except KeyError:
                     pass
             return slow(use_stored=use_stored, verbose=verbose)
