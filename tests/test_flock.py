@@ -7,10 +7,15 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 from pathlib import Path
 
+import pytest
+
+from metricache import _flock as flock
 from metricache._flock import FolderLocks
+from metricache._locking import NameLocks
 
 
 def in_forked_child(check: object) -> str:
@@ -96,3 +101,41 @@ def test_acquire_waits_up_to_its_bound(tmp_path: Path) -> None:
     first.release("a")
     assert second.acquire("a", 0.05)
     second.release("a")
+
+
+def test_a_forked_child_can_compute_what_a_parent_thread_held(tmp_path: Path) -> None:
+    locks = NameLocks(tmp_path, timeout=10)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with locks.computing("a"):
+            entered.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert entered.wait(10)
+    threading.Timer(0.3, release.set).start()
+
+    def child_computes() -> str:
+        with locks.computing("a"):  # waits for the parent's process lock, then gets it
+            return "computed"
+
+    try:
+        assert in_forked_child(child_computes) == "computed"
+    finally:
+        release.set()
+        holder.join(10)
+
+
+def test_per_name_lock_files_where_ofd_locks_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(flock, "_OFD", False)
+    first, second = FolderLocks(tmp_path), FolderLocks(tmp_path)
+    assert first.acquire("a", 0)
+    assert not second.acquire("a", 0)
+    assert second.acquire("b", 0)
+    first.release("a")
+    assert second.acquire("a", 0.05)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.lock", "b.lock"]

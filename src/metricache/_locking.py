@@ -17,6 +17,7 @@ import json
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -52,12 +53,18 @@ class NameLocks:
         # through two of them is still seen in the stack.
         self.scope = os.path.realpath(folder) if folder is not None else f"memory-{id(self)}"
         self.timeout = timeout
+        self._lock_dir_ready = False
+        self._folder_locks: FolderLocks | None = None
+        self._reset()
+        _instances.add(self)
+
+    def _reset(self) -> None:
+        """Forget every thread's locks: at creation, and in a forked child, whose
+        copies of the parent's held thread locks would otherwise never be released."""
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._holders: dict[str, str] = {}
         self._waiting: dict[str, tuple[str, list[str]]] = {}
-        self._lock_dir_ready = False
-        self._folder_locks: FolderLocks | None = None
 
     @contextlib.contextmanager
     def computing(self, name: str) -> Iterator[None]:
@@ -215,6 +222,18 @@ class NameLocks:
     def _describe_holder(self, name: str) -> str:
         holder = self._holder_of(name)
         return f"{holder} (host-pid-thread)" if holder else "another thread or process"
+
+
+_instances: weakref.WeakSet[NameLocks] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for locks in list(_instances):
+        locks._reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _actor_alive(actor: str) -> bool:
