@@ -29,28 +29,9 @@ from metricache import (
     UnsupportedValueError,
 )
 
+from ._compare import assert_same
+
 StorageClass = Callable[..., StorageInterface]
-
-
-def assert_same(expected: Any, actual: Any) -> None:
-    """Same type, dtype, shape, container kind and bitwise values (NaN equals NaN)."""
-    assert type(actual) is type(expected), (type(expected), type(actual))
-    if isinstance(expected, (np.ndarray, np.generic)):
-        exp, act = np.asarray(expected), np.asarray(actual)
-        assert (act.dtype, act.shape) == (exp.dtype, exp.shape)
-        assert act.tobytes() == exp.tobytes()
-    elif isinstance(expected, (float, complex)):
-        assert repr(actual) == repr(expected)
-    elif isinstance(expected, dict):
-        assert list(actual) == list(expected)
-        for key in expected:
-            assert_same(expected[key], actual[key])
-    elif isinstance(expected, (list, tuple)):
-        assert len(actual) == len(expected)
-        for e, a in zip(expected, actual, strict=True):
-            assert_same(e, a)
-    else:
-        assert actual == expected
 
 
 def listing(folder: Path) -> list[tuple[str, int]]:
