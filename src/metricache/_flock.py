@@ -20,10 +20,11 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import xxhash
 
-__all__ = ["FolderLocks", "ProcessLock"]
+__all__ = ["FolderLocks", "ProcessLock", "reset_in_forked_children"]
 
 if sys.platform != "win32":
     import fcntl
@@ -95,7 +96,7 @@ class FolderLocks:
         self._fd: int | None = None
         self._guard = threading.Lock()
         self._files: dict[str, ProcessLock] = {}
-        _instances.add(self)
+        reset_in_forked_children(self)
 
     def acquire(self, name: str, wait: float) -> bool:
         """Try for up to *wait* seconds to lock *name*; return whether it is held."""
@@ -124,7 +125,7 @@ class FolderLocks:
                 self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
             return self._fd
 
-    def _forget_after_fork(self) -> None:
+    def _after_fork(self) -> None:
         """In a forked child: drop the parent's descriptor (and with it no lock)."""
         self._guard = threading.Lock()
         fd, self._fd = self._fd, None
@@ -141,13 +142,25 @@ class FolderLocks:
                 os.close(fd)
 
 
-_instances: weakref.WeakSet[FolderLocks] = weakref.WeakSet()
+class _ForkAware(Protocol):
+    def _after_fork(self) -> None: ...
+
+
+_fork_aware: weakref.WeakSet[_ForkAware] = weakref.WeakSet()
+
+
+def reset_in_forked_children(obj: _ForkAware) -> None:
+    """Have ``obj._after_fork()`` called in every child this process forks.
+
+    A forked child inherits its parent's held thread locks and open file
+    descriptions, and with them the parent's locks; each holder drops them there.
+    """
+    _fork_aware.add(obj)
 
 
 def _after_fork_in_child() -> None:
-    # A child sharing the parent's open file description would share its locks.
-    for locks in list(_instances):
-        locks._forget_after_fork()
+    for obj in list(_fork_aware):
+        obj._after_fork()
 
 
 if hasattr(os, "register_at_fork"):

@@ -17,13 +17,12 @@ import json
 import os
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from ._flock import FolderLocks
+from ._flock import FolderLocks, reset_in_forked_children
 from ._store import _HOST, _pid_alive
 from .exceptions import LockTimeoutError, MetricCycleError
 
@@ -56,15 +55,19 @@ class NameLocks:
         self._lock_dir_ready = False
         self._folder_locks: FolderLocks | None = None
         self._reset()
-        _instances.add(self)
+        reset_in_forked_children(self)
 
     def _reset(self) -> None:
-        """Forget every thread's locks: at creation, and in a forked child, whose
-        copies of the parent's held thread locks would otherwise never be released."""
+        """Start with no thread locks held."""
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._holders: dict[str, str] = {}
         self._waiting: dict[str, tuple[str, list[str]]] = {}
+
+    def _after_fork(self) -> None:
+        # The child's copies of thread locks held by the parent's other threads
+        # would never be released there.
+        self._reset()
 
     @contextlib.contextmanager
     def computing(self, name: str) -> Iterator[None]:
@@ -222,18 +225,6 @@ class NameLocks:
     def _describe_holder(self, name: str) -> str:
         holder = self._holder_of(name)
         return f"{holder} (host-pid-thread)" if holder else "another thread or process"
-
-
-_instances: weakref.WeakSet[NameLocks] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for locks in list(_instances):
-        locks._reset()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _actor_alive(actor: str) -> bool:
