@@ -154,8 +154,7 @@ class FileStorageInterface(StorageInterface):
     # -- reading --
     def _read_record(self, name: str) -> tuple[EntryInfo, list[EntryInfo]]:
         key = self._meta_key(name)
-        with self.store.open_read(key) as f:
-            raw = f.read()
+        raw = self.store.read_bytes(key)
         try:
             return decode_record(raw, name)
         except CorruptEntryError as err:
