@@ -233,21 +233,23 @@ class FileStorageInterface(StorageInterface):
     ) -> tuple[Any, int, str | None]:
         """Decode a codec that seeks: on the real file, hashed meanwhile on another thread."""
         fd = _fileno(f)
-        pending = None
-        if fd is not None and os.fstat(fd).st_size > _IN_MEMORY_MAX:
-            pending = hash_fd_in_background(fd) if self.verify_checksums else None
-        if fd is None or (pending is None and self.verify_checksums):
-            reader = HashingReader(f, hashing=self.verify_checksums)
-            value = self.codec.read(io.BytesIO(reader.read()), hint)
-            size, checksum = reader.finish()
-            return value, size, checksum
-        if pending is not None and recorded:
-            value = self.codec.read_verified(f, hint)
-        else:
-            value = self.codec.read(f, hint)
-        if pending is None:
-            return value, os.fstat(fd).st_size, None
+        if fd is None:
+            return self._decode_in_memory(f, hint)
+        size = os.fstat(fd).st_size
+        if not self.verify_checksums:
+            return self.codec.read(f, hint), size, None  # only the size is checked
+        pending = hash_fd_in_background(fd) if size > _IN_MEMORY_MAX else None
+        if pending is None:  # a small file, or no pread on this platform
+            return self._decode_in_memory(f, hint)
+        value = self.codec.read_verified(f, hint) if recorded else self.codec.read(f, hint)
         size, checksum = pending.result()
+        return value, size, checksum
+
+    def _decode_in_memory(self, f: BinaryIO, hint: str | None) -> tuple[Any, int, str | None]:
+        """Read the whole file in one read (hashing it), then decode the copy."""
+        reader = HashingReader(f, hashing=self.verify_checksums)
+        value = self.codec.read(io.BytesIO(reader.read()), hint)
+        size, checksum = reader.finish()
         return value, size, checksum
 
     def _match(
