@@ -96,7 +96,7 @@ def test_default_params_list_gives_the_plain_name(CM: DatedCacheManager) -> None
 
     assert list(CM.functions_dict) == ["metric_1"]
     assert CM.metric_1() == 11 and metric_1(cache=True) == 11
-    assert CM.metric_1.params_list == [()]
+    assert CM.metric_1.params_list == ((),)  # the seed's default, as passed
     assert CM.storage_interface.stored_names() == ["metric_1"]
 
 

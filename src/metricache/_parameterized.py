@@ -1,20 +1,32 @@
-"""Collected metrics: ``CM.<name>(...)`` for a function and its declared parameters."""
+"""Collected metrics: ``CM.<name>(...)`` for a function and its declared parameters.
+
+Each distinct call is one entry: calls bind through the function's signature
+(defaults filled in) and are identified by the canonical keys of ``_keys``, so
+``CM.g(1)``, ``CM.g(1, 2)`` and ``CM.g(a=1)`` are one metric when ``b=2`` is the
+default, and ``CM.r(1, b=2)`` is never ``CM.r(1, 2)``. Names follow ``_names``:
+the seed's names for declared positional parameter sets, plain names where every
+value writes uniquely, and ``<summary>~<digest>`` otherwise.
+"""
 
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
-from ._names import default_name_generation_function
+from ._binding import Binder, Call
+from ._fronts import RESERVED, make_decorated, make_front
+from ._keys import Key, call_digest, describe, param_key
+from ._names import default_name_generation_function, hashed_name, plain_name, seed_faithful
 from ._registry import Owner
-from .exceptions import MetricNameCollisionError, UnknownMetricError
+from .exceptions import InvalidMetricNameError, MetricNameCollisionError, UnknownMetricError
 
 __all__ = ["CollectedMetric", "ParamsList", "collect_metric"]
 
 ParamsList = Iterable[Any]
 NameGenerator = Callable[[str, tuple[Any, ...]], str]
+#: Keywords of ``CM.<name>(...)`` itself, unless the function has such a parameter.
+OPTIONS = ("use_stored", "verbose")
 
 
 class Manager(Protocol):
@@ -24,6 +36,7 @@ class Manager(Protocol):
     dynamic_metric_creation: bool
 
     def get(self, name: str, use_stored: bool = ..., verbose: bool | None = ...) -> Any: ...
+    def check_name(self, name: str) -> None: ...
     def declares(self, name: str, owner: Owner) -> bool: ...
     def check_free(self, name: str, owner: Owner) -> None: ...
     def _register(self, name: str, function: Callable[[], Any], owner: Owner) -> None: ...
@@ -35,9 +48,9 @@ class CollectedMetric:
 
     ``CM.<base_name>`` is its :meth:`front`: a function that returns the cached
     value for the parameters it is called with, and carries the seed's attributes
-    ``original_function``, ``base_name``, ``params_list``,
-    ``name_generation_function`` and ``get_all`` (plus ``metric_name`` and
-    ``collected``, this object).
+    ``original_function``, ``base_name``, ``params_list`` (the object passed to
+    ``collect``, unchanged), ``name_generation_function`` and ``get_all`` (plus
+    ``metric_name`` and ``collected``, this object).
     """
 
     def __init__(
@@ -45,27 +58,40 @@ class CollectedMetric:
         manager: Manager,
         function: Callable[..., Any],
         base_name: str,
-        params_list: list[tuple[Any, ...]],
-        name_generation_function: NameGenerator,
+        params_list: ParamsList = ((),),
+        name_generation_function: NameGenerator | None = None,
     ) -> None:
+        items = list(params_list)
         self._manager = manager
         self.original_function = function
         self.base_name = base_name
-        self.params_list = params_list
-        self.name_generation_function = name_generation_function
-        self._signature = _signature(function)
-        self._declared = [name_generation_function(base_name, p) for p in params_list]
-        self._names = {_key(p): n for p, n in zip(params_list, self._declared, strict=True)}
-        # The no-parameter metric's name, for the fast path of CM.metric().
-        self._plain = self._names.get(_key(()))
+        self.params_list = params_list if isinstance(params_list, Sequence) else tuple(items)
+        self.name_generation_function = name_generation_function or (
+            default_name_generation_function
+        )
+        self._binder = Binder(function, base_name)
+        self._options = self._binder.free(OPTIONS)
+        self._names: dict[Key, str] = {}  # call key -> metric name
+        self._calls: dict[str, Call] = {}  # metric name -> the call it computes
+        self._resolved: dict[Key, str] = {}  # spelling keys of calls -> name
+        self._declared = [self._declare(item) for item in items]
+        self._plain = self._plain_name()
 
     def __repr__(self) -> str:
         return f"<collected metric {self.base_name!r} of {self._manager!r}>"
 
-    def __call__(
-        self, *args: Any, use_stored: bool = True, verbose: bool | None = None, **kwargs: Any
-    ) -> Any:
-        """Return the cached value for these parameters (computing it if needed)."""
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Return the cached value for these parameters (computing it if needed).
+
+        ``use_stored=False`` recomputes and ``verbose=`` overrides the manager's,
+        unless the function has a parameter of that name (then it gets the value).
+        """
+        use_stored, verbose = True, None
+        if kwargs and self._options:
+            if "use_stored" in self._options:
+                use_stored = kwargs.pop("use_stored", True)
+            if "verbose" in self._options:
+                verbose = kwargs.pop("verbose", None)
         if use_stored and not args and not kwargs and self._plain is not None:
             try:
                 return self._manager.cache[self._plain]
@@ -75,32 +101,17 @@ class CollectedMetric:
 
     def metric_name(self, *args: Any, **kwargs: Any) -> str:
         """The metric name for these parameters, creating it if dynamic creation is on."""
-        if not kwargs:
-            # Already-resolved positional calls skip signature binding (~4 us).
-            name = self._names.get(_key(args))
-            if name is not None:
-                return name
-        params = _canonical(self._signature, self.base_name, args, kwargs)
-        key = _key(params)
-        name = self._names.get(key)
+        # A call spelled like one already resolved skips signature binding.
+        spelled = _spelling_key(args, kwargs)
+        name = self._resolved.get(spelled)
         if name is not None:
             return name
-        name = self.name_generation_function(self.base_name, params)
-        if self._manager.declares(name, (self.base_name, params)):
-            # Equal parameters of another type (np.int64(1) for 1) name the same metric.
-            self._names[key] = name
-            return name
-        if not self._manager.dynamic_metric_creation:
-            raise UnknownMetricError(
-                name,
-                list(self._names.values()),
-                hint=f"parameters {params!r} of {self.base_name!r} are not in its params_list; "
-                "declare them or create the manager with dynamic_metric_creation=True",
-            )
-        self._manager._register(
-            name, _bind(self.original_function, args, kwargs), (self.base_name, params)
-        )
-        self._names[key] = name
+        call = self._bind(args, kwargs)
+        name = self._names.get(call.key)
+        if name is None:
+            name = self._create(call)
+        if spelled is not None:
+            self._resolved[spelled] = name
         return name
 
     def get_all(self, use_stored: bool = True, verbose: bool | None = None) -> list[Any]:
@@ -108,47 +119,115 @@ class CollectedMetric:
         get = self._manager.get
         return [get(name, use_stored, verbose) for name in self._declared]
 
+    def declarations(self) -> list[tuple[str, Callable[[], Any], Owner]]:
+        """``(name, function, owner)`` of every declared metric, each name once."""
+        names = dict.fromkeys(self._declared)
+        return [(n, self._function(self._calls[n]), self._owner(self._calls[n])) for n in names]
+
     def front(self) -> Callable[..., Any]:
-        """The function attached as ``CM.<base_name>``, carrying the seed's attributes.
-
-        A closure rather than this object: calling a function skips the class-call
-        dispatch, which keeps a memory hit of ``CM.metric()`` near a dict lookup.
-        """
+        """The function attached as ``CM.<base_name>``, carrying the seed's attributes."""
         # The cache dict is captured once: managers keep it the same object for life.
-        cache, plain, slow = self._manager.cache, self._plain, self.__call__
-        takes_nothing = self._signature is not None and not self._signature.parameters
+        cache, takes_nothing = self._manager.cache, self._binder.takes_nothing
+        return make_front(self, cache, self._plain, self._resolved, takes_nothing)
 
-        def metric(*args: Any, **kwargs: Any) -> Any:
-            if plain is not None and not (args or kwargs):
-                try:
-                    return cache[plain]
-                except KeyError:
-                    pass
-            return slow(*args, **kwargs)
+    # -- internals --------------------------------------------------------------
 
-        def plain_metric(*, use_stored: bool = True, verbose: bool | None = None) -> Any:
-            # No *args/**kwargs to pack: a memory hit costs one call and a dict lookup.
-            if use_stored:
-                try:
-                    return cache[plain]  # type: ignore[index]
-                except KeyError:
-                    pass
-            return slow(use_stored=use_stored, verbose=verbose)
+    def _declare(self, item: Any) -> str:
+        """Bind one ``params_list`` item and name it; a call declared twice keeps one name."""
+        args, kwargs = _as_call(item)
+        call = self._bind(args, kwargs)
+        name = self._names.get(call.key)
+        if name is None:
+            name = self._declared_name(args, kwargs, call)
+            self._claim(name, call)
+        return name
 
-        if takes_nothing and plain is not None:
-            metric = plain_metric
+    def _declared_name(self, args: tuple[Any, ...], kwargs: dict[str, Any], call: Call) -> str:
+        if self.name_generation_function is not default_name_generation_function:
+            return self.name_generation_function(self.base_name, call.values if kwargs else args)
+        if not kwargs and all(map(seed_faithful, args)):
+            # The seed's name, exactly, so folders the seed wrote keep loading.
+            return default_name_generation_function(self.base_name, args)
+        return self._default_name(call)
 
-        functools.update_wrapper(metric, self.original_function)
-        vars(metric).update(
-            original_function=self.original_function,
-            base_name=self.base_name,
-            params_list=self.params_list,
-            name_generation_function=self.name_generation_function,
-            get_all=self.get_all,
-            metric_name=self.metric_name,
-            collected=self,
-        )
-        return metric
+    def _default_name(self, call: Call) -> str:
+        """The plain name of a call, or its hashed name if that is taken or not plain."""
+        if self.name_generation_function is not default_name_generation_function:
+            return self.name_generation_function(self.base_name, call.values)
+        name = None if call.var_keywords else plain_name(self.base_name, *_parts(call))
+        owner = self._calls.get(name) if name is not None else None
+        if name is None or (owner is not None and owner.key != call.key):
+            digest = call_digest(self.base_name, call.key)
+            name = hashed_name(self.base_name, *_parts(call), digest)
+        return name
+
+    def _claim(self, name: str, call: Call) -> None:
+        """Record *name* for *call*; two different calls may not share it."""
+        other = self._calls.get(name)
+        if other is not None and other.key != call.key:
+            raise MetricNameCollisionError(
+                f"parameters {other.shown()} and {call.shown()} of {self.base_name!r} both "
+                f"make the metric name {describe(name)}; pass a name_generation_function "
+                "that tells them apart"
+            )
+        self._calls[name] = call
+        self._names.setdefault(call.key, name)
+
+    def _create(self, call: Call) -> str:
+        """Name an undeclared call, and define it if dynamic creation is on."""
+        name = self._default_name(call)
+        owner = self._owner(call)
+        if not self._manager.declares(name, owner):
+            if not self._manager.dynamic_metric_creation:
+                raise UnknownMetricError(
+                    name,
+                    self._declared,
+                    hint=f"parameters {call.shown()} of {self.base_name!r} are not in its "
+                    "params_list; declare them or create the manager with "
+                    "dynamic_metric_creation=True",
+                )
+            self._check_strings(call, owner)
+            self._claim(name, call)
+            self._manager._register(name, self._function(call), owner)
+        self._calls[name] = call
+        self._names[call.key] = name
+        return name
+
+    def _check_strings(self, call: Call, owner: Owner) -> None:
+        """Refuse string values the seed's rule would make an unsafe name of, as declared."""
+        if self.name_generation_function is default_name_generation_function:
+            strings = [v for v in call.values if isinstance(v, str)]
+            if strings:
+                seed = default_name_generation_function(self.base_name, strings)
+                _check_generated(self._manager.check_name, seed, owner)
+
+    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+        try:
+            return self._binder.bind(args, kwargs)
+        except InvalidMetricNameError:
+            if self.name_generation_function is default_name_generation_function:
+                raise
+        # A value without a canonical key: the user's name generator identifies the call.
+        values = self._binder.bind(args, kwargs, key=()).values
+        return self._binder.bind(args, kwargs, key=("named", self._generate(values)))
+
+    def _generate(self, values: tuple[Any, ...]) -> str:
+        return self.name_generation_function(self.base_name, values)
+
+    def _plain_name(self) -> str | None:
+        """The declared name of the call without arguments, for the fast ``CM.metric()``."""
+        try:
+            call = self._bind((), {})
+        except TypeError:  # required parameters: there is no such call
+            return None
+        return self._names.get(call.key)
+
+    def _owner(self, call: Call) -> Owner:
+        return Owner(self.base_name, call.key, call.shown() if call.args or call.kwargs else "")
+
+    def _function(self, call: Call) -> Callable[[], Any]:
+        """The zero-argument metric function: the original, with the arguments as given."""
+        return functools.partial(self.original_function, *call.args, **call.kwargs)
 
 
 def collect_metric(
@@ -159,84 +238,64 @@ def collect_metric(
     name_generation_function: NameGenerator | None,
 ) -> Callable[..., Any]:
     """Declare *function*'s metrics on *manager*; return the ``cache=True``-aware wrapper."""
-    base = function.__name__ if base_name is None else base_name
-    generate = name_generation_function or default_name_generation_function
-    signature = _signature(function)
-    declared = [_canonical(signature, base, p, {}) for p in map(_as_params, params_list)]
-    names = [generate(base, p) for p in declared]
+    base = _base_name(function, base_name)
+    collected = CollectedMetric(manager, function, base, params_list, name_generation_function)
+    declared = collected.declarations()
     # Check everything before registering anything: a bad declaration changes nothing.
-    for name, params in zip(names, declared, strict=True):
-        manager.check_free(name, (base, params))
-    _check_unique(base, names, declared)
-    collected = CollectedMetric(manager, function, base, declared, generate)
+    for name, _, owner in declared:
+        _check_generated(functools.partial(manager.check_free, owner=owner), name, owner)
     metric = collected.front()
     manager._attach(base, metric)
-    for name, params in zip(names, declared, strict=True):
-        manager._register(name, _bind(function, params, {}), (base, params))
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, cache: bool = False, use_stored: bool = True, **kwargs: Any) -> Any:
-        if not cache:
-            return function(*args, **kwargs)
-        if use_stored:
-            return metric(*args, **kwargs)
-        return collected(*args, use_stored=False, **kwargs)
-
-    return wrapper
+    for name, bound, owner in declared:
+        manager._register(name, bound, owner)
+    return make_decorated(function, collected._binder.free(RESERVED), metric)
 
 
-def _check_unique(base: str, names: Sequence[str], declared: Sequence[tuple[Any, ...]]) -> None:
-    """Two parameter sets of one function must not generate the same name."""
-    seen: dict[str, tuple[Any, ...]] = {}
-    for name, params in zip(names, declared, strict=True):
-        if name in seen and _key(seen[name]) != _key(params):
-            raise MetricNameCollisionError(
-                f"parameters {seen[name]!r} and {params!r} of {base!r} both make the "
-                f"metric name {name!r}; pass a name_generation_function that tells them apart"
-            )
-        seen[name] = params
+def _base_name(function: Callable[..., Any], base_name: str | None) -> str:
+    base = getattr(function, "__name__", None) if base_name is None else base_name
+    if not isinstance(base, str):
+        raise TypeError(f"{function!r} has no __name__: pass name= to collect()")
+    return base
 
 
-def _canonical(
-    signature: inspect.Signature | None, base: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[Any, ...]:
-    """Parameters as the positional tuple names are made from (keywords bound by signature)."""
-    if signature is None:
-        if kwargs:
-            raise TypeError(f"metric {base!r} has no signature to bind keyword arguments to")
-        return args
+def _check_generated(check: Callable[[str], None], name: str, owner: Owner) -> None:
+    """Check a generated name with *check*, saying how to fix an unusable one."""
     try:
-        bound = signature.bind(*args, **kwargs)
-    except TypeError as err:
-        raise TypeError(f"metric {base!r}: {err}") from None
-    return tuple(bound.arguments.values()) if bound.kwargs else bound.args
+        check(name)
+    except InvalidMetricNameError as err:
+        problem = str(err).replace(repr(name), describe(name))
+        lambda_ = " (a lambda's name is '<lambda>')" if "<lambda>" in owner.base else ""
+        raise InvalidMetricNameError(
+            f"the metric name generated for {owner} is unusable: {problem}; pass "
+            "name=/base_name= to collect() to name the metric" + lambda_ + ", or "
+            "name_generation_function= to name its parameters"
+        ) from None
 
 
-def _as_params(params: Any) -> tuple[Any, ...]:
-    """A params_list item as a tuple: sequences unpack, anything else is one argument."""
-    if isinstance(params, (list, tuple)):
-        return tuple(params)
-    return (params,)
+def _parts(call: Call) -> tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]]:
+    return call.positional, call.keywords
 
 
-def _key(params: tuple[Any, ...]) -> Any:
-    """A hashable identity for parameters (unhashable ones by repr)."""
+def _spelling_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Key | None:
+    """The keys of the arguments as written (``None`` if one has no key).
+
+    Binding depends only on this, so it maps to one name. A positional call's is
+    the tuple of its argument keys (what ``CM.<name>`` looks up itself).
+    """
     try:
-        hash(params)
-    except TypeError:
-        return ("repr", repr(params))
-    return (tuple(type(p) for p in params), params)
-
-
-def _signature(function: Callable[..., Any]) -> inspect.Signature | None:
-    try:
-        return inspect.signature(function)
-    except (TypeError, ValueError):  # some builtins have none
+        positional = tuple(map(param_key, args))
+        if not kwargs:
+            return positional
+        return ("keywords", positional, tuple((k, param_key(v)) for k, v in kwargs.items()))
+    except InvalidMetricNameError:
         return None
 
 
-def _bind(
-    function: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]
-) -> Callable[[], Any]:
-    """The zero-argument metric function for these parameters."""
-    return functools.partial(function, *args, **kwargs)
+def _as_call(item: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A ``params_list`` item as arguments: a list or tuple is positional, a dict is
+    keywords (the way to declare keyword-only parameters), anything else one argument."""
+    if isinstance(item, (list, tuple)):
+        return tuple(item), {}
+    if isinstance(item, dict):
+        return (), dict(item)
+    return (item,), {}

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import MetricNameCollisionError
 
 __all__ = ["MetricFunction", "MetricRegistry", "Owner"]
 
 MetricFunction = Callable[[], Any]
-#: Who defined a name: ``(base_name, params)`` of a collected metric.
-Owner = tuple[str, tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who defined a name: a collected metric's base name and its call's canonical key."""
+
+    base: str
+    key: Hashable
+    #: The arguments as the user wrote them, for messages only.
+    shown: str = field(default="", compare=False)
+
+    def __str__(self) -> str:
+        if self.shown:
+            return f"{self.base!r} with parameters {self.shown}"
+        return f"metric {self.base!r}"
 
 
 class MetricRegistry:
@@ -30,6 +43,11 @@ class MetricRegistry:
         self.parameterized_metrics: list[Callable[..., Any]] = []
         self._owners: dict[str, Owner] = {}
 
+    if TYPE_CHECKING:
+        # CM.<metric> attributes are attached by collect(); this tells type checkers
+        # that CM.spectrum() and CM.poly(1, 2) exist (their values are Any).
+        def __getattr__(self, name: str) -> Any: ...
+
     def check_name(self, name: str) -> None:
         """Raise :class:`~metricache.InvalidMetricNameError` unless *name* is usable."""
         raise NotImplementedError
@@ -45,7 +63,7 @@ class MetricRegistry:
             if name in self._owners and functions_dict[name] is not self.functions_dict.get(name):
                 raise MetricNameCollisionError(
                     f"metric name {name!r} is already used by the collected metric "
-                    f"{self._owners[name][0]!r}; rename one of them"
+                    f"{self._owners[name].base!r}; rename one of them"
                 )
         collected = {n: self.functions_dict[n] for n in self._owners}
         functions_dict.update(collected)
@@ -58,25 +76,25 @@ class MetricRegistry:
         self._owners[name] = owner
 
     def check_free(self, name: str, owner: Owner) -> None:
-        """Raise unless *name* is valid and free for *owner* (its ``(base_name, params)``)."""
+        """Raise unless *name* is valid and free for *owner* (or already *owner*'s)."""
         self.check_name(name)
         existing = self._owners.get(name)
         if existing is None and name in self.functions_dict:
             raise MetricNameCollisionError(
-                f"metric name {name!r} of {_describe(owner)} is already defined by "
+                f"metric name {name!r} of {owner} is already defined by "
                 "set_functions_dict(); rename one of them (base_name=...)"
             )
-        if existing is not None and not _same_owner(existing, owner):
+        if existing is not None and existing != owner:
             raise MetricNameCollisionError(
-                f"metric name {name!r} of {_describe(owner)} is already used by "
-                f"{_describe(existing)}; pass base_name= or name_generation_function= "
+                f"metric name {name!r} of {owner} is already used by "
+                f"{existing}; pass base_name= or name_generation_function= "
                 "to tell them apart"
             )
 
     def declares(self, name: str, owner: Owner) -> bool:
-        """Whether *name* is already defined for *owner* (a ``(base_name, params)`` pair)."""
+        """Whether *name* is already defined for *owner* (the same base name and call)."""
         existing = self._owners.get(name)
-        return existing is not None and _same_owner(existing, owner)
+        return existing is not None and existing == owner
 
     def _attach(self, base: str, metric: Callable[..., Any]) -> None:
         """Make *metric* available as ``CM.<base>``."""
@@ -94,16 +112,3 @@ class MetricRegistry:
         ]
         self.parameterized_metrics.append(metric)
         setattr(self, base, metric)
-
-
-def _same_owner(a: Owner, b: Owner) -> bool:
-    try:
-        return bool(a == b)
-    except (ValueError, TypeError):  # e.g. arrays among the parameters
-        same_length = len(a[1]) == len(b[1])
-        return a[0] == b[0] and same_length and all(map(operator.is_, a[1], b[1]))
-
-
-def _describe(owner: Owner) -> str:
-    base, params = owner
-    return f"{base!r} with parameters {params!r}" if params else f"metric {base!r}"

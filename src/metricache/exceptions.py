@@ -11,6 +11,7 @@ the seed package::
      ├── MetricNotStoredError          (LookupError)  load() of a metric never stored
      ├── UnsupportedValueError         (TypeError)    a value the storage cannot hold
      ├── CorruptEntryError             (ValueError)   stored data that fails verification
+     ├── PickleRequiredError           (ValueError)   a valid file that only loads by unpickling
      ├── LockTimeoutError              (TimeoutError) waited longer than ``lock_timeout``
      ├── MetricCycleError              (RuntimeError) a metric that (indirectly) needs itself
      └── MissingDependencyError        (ImportError)  an optional extra is not installed
@@ -34,6 +35,7 @@ __all__ = [
     "MetricNotStoredError",
     "MetricacheError",
     "MissingDependencyError",
+    "PickleRequiredError",
     "UnknownMetricError",
     "UnsupportedValueError",
 ]
@@ -58,7 +60,8 @@ class UnknownMetricError(MetricacheError, ValueError):
         import difflib
 
         self.name = name
-        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+        known = list(dict.fromkeys(known))  # each name once, in the order given
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
         message = f"unknown metric {name!r}: no function is defined for it"
         if close:
             message += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
@@ -69,7 +72,7 @@ class UnknownMetricError(MetricacheError, ValueError):
         if hint:
             message += f" ({hint})"
         super().__init__(message)
-        self._init_args = (name, list(known), hint)
+        self._init_args = (name, known, hint)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuild from the constructor arguments, not the message (pickling to processes).
@@ -90,6 +93,15 @@ class UnsupportedValueError(MetricacheError, TypeError):
 
 class CorruptEntryError(MetricacheError, ValueError):
     """A stored entry failed verification (size, checksum, format or metadata)."""
+
+
+class PickleRequiredError(MetricacheError, ValueError):
+    """A stored file holds pickled objects and ``allow_pickle`` is False.
+
+    The file is valid and left where it is (it is not corrupt, so never
+    quarantined): pass ``allow_pickle=True`` to the storage interface to load it,
+    if you trust whoever wrote it.
+    """
 
 
 class LockTimeoutError(MetricacheError, TimeoutError):

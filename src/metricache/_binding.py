@@ -1,0 +1,105 @@
+"""Binding a call of a collected metric to its function's parameters."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._keys import Key, describe, param_key
+
+__all__ = ["Binder", "Call"]
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a collected function, bound through its signature (defaults applied)."""
+
+    #: The canonical key of every argument, in parameter order: equal keys, same call.
+    key: Key
+    #: Values of the positional parameters, then any ``*args``.
+    positional: tuple[Any, ...]
+    #: ``(name, value)`` of keyword-only parameters, then any ``**kwargs`` (sorted).
+    keywords: tuple[tuple[str, Any], ...]
+    #: Whether ``**kwargs`` received anything (such names are always hashed).
+    var_keywords: bool
+    #: The arguments as given, which the metric function is called with.
+    args: tuple[Any, ...] = field(compare=False)
+    kwargs: dict[str, Any] = field(compare=False)
+
+    @property
+    def values(self) -> tuple[Any, ...]:
+        """Every argument value in parameter order (what a custom name generator gets)."""
+        return self.positional + tuple(value for _, value in self.keywords)
+
+    def shown(self) -> str:
+        """The arguments as given, for messages (at most ~80 characters each)."""
+        parts = [describe(a) for a in self.args]
+        parts += [f"{k}={describe(v)}" for k, v in self.kwargs.items()]
+        return "(" + ", ".join(parts) + ("," if len(parts) == 1 and self.args else "") + ")"
+
+
+class Binder:
+    """Binds calls of one function: which parameter each argument is, defaults filled in."""
+
+    def __init__(self, function: Callable[..., Any], base: str) -> None:
+        self.base = base
+        self.signature = _signature(function)
+        params = self.signature.parameters.values() if self.signature else ()
+        #: Names a caller can pass by keyword (the reserved-word check uses them).
+        self.parameter_names = frozenset(
+            p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL
+        )
+        self.takes_nothing = self.signature is not None and not self.signature.parameters
+
+    def free(self, words: Iterable[str]) -> frozenset[str]:
+        """The *words* no parameter of the function is named (so the wrapper may take them)."""
+        return frozenset(words) - self.parameter_names
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any], key: Key | None = None) -> Call:
+        """The call of *args* and *kwargs*; *key* overrides the computed key (custom names)."""
+        if self.signature is None:
+            if kwargs:
+                raise TypeError(f"metric {self.base!r} has no signature to bind keywords to")
+            key = tuple(map(param_key, args)) if key is None else key
+            return Call(key, args, (), False, args, kwargs)
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as err:
+            raise TypeError(f"metric {self.base!r}: {err}") from None
+        bound.apply_defaults()
+        positional, keywords, var_keywords = _split(self.signature, bound.arguments)
+        if key is None:
+            key = tuple(map(param_key, bound.arguments.values()))
+        return Call(key, positional, keywords, var_keywords, args, kwargs)
+
+
+def _split(
+    signature: inspect.Signature, arguments: dict[str, Any]
+) -> tuple[tuple[Any, ...], tuple[tuple[str, Any], ...], bool]:
+    """Positional values, keyword ``(name, value)`` pairs, and whether ``**kwargs`` got any."""
+    positional: list[Any] = []
+    keywords: list[tuple[str, Any]] = []
+    var_keywords = False
+    for name, value in arguments.items():
+        kind = signature.parameters[name].kind
+        if kind in _POSITIONAL:
+            positional.append(value)
+        elif kind is inspect.Parameter.VAR_POSITIONAL:
+            positional.extend(value)
+        elif kind is inspect.Parameter.KEYWORD_ONLY:
+            keywords.append((name, value))
+        else:
+            keywords.extend(sorted(value.items()))
+            var_keywords = var_keywords or bool(value)
+    return tuple(positional), tuple(keywords), var_keywords
+
+
+def _signature(function: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(function)
+    except (TypeError, ValueError):  # some builtins have none
+        return None
