@@ -7,6 +7,10 @@ is atomic and verified.
 
 from __future__ import annotations
 
+# The seed's package imported its submodules, so `pkg.storage_interface.X` worked
+# after a bare `import pkg`.
+from . import dated_cache_manager, storage_interface
+from ._filebased import FileBasedStorageInterface
 from ._manager import (
     CollectingDatedCacheManager,
     DataCacheManager,
@@ -17,6 +21,7 @@ from ._manager import (
 from ._meta import EntryInfo
 from ._names import default_name_generation_function
 from ._parameterized import CollectedMetric
+from ._seedhelpers import doublewrap_class_method, today
 from ._version import __version__
 from .exceptions import (
     CacheWriteWarning,
@@ -48,6 +53,7 @@ __all__ = [
     "ParameterizedDatedCacheManager",
     "CollectedMetric",
     # storage interfaces
+    "FileBasedStorageInterface",
     "FileStorageInterface",
     "JsonStorageInterface",
     "NpyStorageInterface",
@@ -68,6 +74,11 @@ __all__ = [
     "MissingDependencyError",
     "UnknownMetricError",
     "UnsupportedValueError",
+    # the seed's helpers and module paths (simple_metrics_manager.dated_cache_manager, ...)
+    "dated_cache_manager",
+    "doublewrap_class_method",
+    "storage_interface",
+    "today",
     # version
     "__version__",
 ]
