@@ -17,6 +17,7 @@ from metricache import (
     NpzStorageInterface,
     StorageInterface,
 )
+from metricache._layout import record_key
 
 #: Every built-in storage interface; the contract tests run against each.
 STORAGE_CLASSES: list[type[StorageInterface]] = [
@@ -24,6 +25,11 @@ STORAGE_CLASSES: list[type[StorageInterface]] = [
     NpyStorageInterface,
     JsonStorageInterface,
 ]
+
+
+def record_file(folder: Path, name: str, ext: str) -> Path:
+    """The record of data file ``<name><ext>`` in cache folder *folder*."""
+    return folder / record_key(name, ext)
 
 
 @pytest.fixture(params=STORAGE_CLASSES, ids=lambda c: c.__name__)
@@ -73,4 +79,4 @@ def _quiet_metricache_logger() -> Iterator[None]:
     logger.propagate = propagate
 
 
-__all__ = ["STORAGE_CLASSES", "Counter", "metricache"]
+__all__ = ["STORAGE_CLASSES", "Counter", "metricache", "record_file"]

@@ -24,6 +24,8 @@ from metricache import (
     StorageInterface,
 )
 
+from .conftest import record_file
+
 StorageClass = Callable[..., StorageInterface]
 TEMP_PREFIX = ".mctmp-"
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
@@ -116,8 +118,8 @@ def test_every_write_is_a_temp_file_renamed_over_its_target(
     assert targets == {
         folder / f"m{ext}",
         folder / f"n{ext}",
-        folder / ".metricache" / "meta" / "m.json",
-        folder / ".metricache" / "meta" / "n.json",
+        record_file(folder, "m", ext),
+        record_file(folder, "n", ext),
     }
     for src, dst in writes["replace"]:
         assert src.parent == dst.parent

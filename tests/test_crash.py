@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from metricache import DatedCacheManager, MetricNotStoredError
-from metricache._meta import META_DIR
+from metricache._layout import record_key
 from metricache._store import _HOST, TEMP_PREFIX
 
 from ._workers import CRASH_STEPS, NAMES, STORAGES, generation_of, make_value
@@ -36,12 +36,8 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 def temp_files(folder: Path) -> list[str]:
-    """Temp files in the data and metadata folders (the places writers stage into)."""
-    found = []
-    for where in (folder, folder / META_DIR):
-        if where.is_dir():
-            found += [f"{where.name}/{p.name}" for p in where.iterdir()]
-    return sorted(f for f in found if f.rsplit("/", 1)[1].startswith(TEMP_PREFIX))
+    """Temp files anywhere in the cache folder (writers stage next to data and records)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(f"{TEMP_PREFIX}*"))
 
 
 def start_writer(
@@ -113,7 +109,8 @@ def check_folder(
     *allowed*, each must also hold one of the generations allowed for it.
     """
     storage = STORAGES[kind](folder)
-    # The writer is dead and reaped: opening the folder removed its temp files.
+    # The writer is dead and reaped: cleanup() removes its temp files.
+    storage.cleanup()
     assert temp_files(folder) == []
     CM = DatedCacheManager(storage, verbose=False, on_corrupt="raise")
     state: State = {}
@@ -174,9 +171,10 @@ def test_cleanup_never_removes_a_live_writers_temp_files(kind: str, tmp_path: Pa
     try:
         wait_until_writing(proc, log)
         opens = 0
-        # Each open cleans up; deleting the writer's temp file would fail its rename.
+        # Each cleanup runs while the writer writes; deleting its temp file would fail
+        # its rename.
         while proc.poll() is None:
-            STORAGES[kind](folder)
+            STORAGES[kind](folder).cleanup()
             opens += 1
         assert proc.wait() == 0, stderr_of(log)
     finally:
@@ -201,12 +199,11 @@ def dead_pid() -> int:
     return proc.pid
 
 
-def test_open_removes_dead_writers_temp_files_only(
+def test_cleanup_removes_dead_writers_temp_files_only(
     kind: str, tmp_path: Path, sleeper: subprocess.Popen[bytes]
 ) -> None:
     folder = tmp_path / "cache"
-    STORAGES[kind](folder)
-    meta = folder / META_DIR
+    meta = (folder / record_key("m", STORAGES[kind](folder).file_ext)).parent
     meta.mkdir(parents=True, exist_ok=True)
 
     def temp(where: Path, pid: int, host: str = _HOST) -> Path:
@@ -220,6 +217,8 @@ def test_open_removes_dead_writers_temp_files_only(
     foreign = temp(folder, dead_pid(), host="some-other-host")
 
     STORAGES[kind](folder)
+    assert all(p.exists() for p in dead)  # opening removes nothing
+    assert STORAGES[kind](folder).cleanup() == 2
     assert [p.exists() for p in dead] == [False, False]
     assert all(p.exists() for p in live)
     assert foreign.exists()
@@ -227,7 +226,7 @@ def test_open_removes_dead_writers_temp_files_only(
     # Once the sleeper dies, its temp files are litter too; ours (we are alive) stay.
     sleeper.kill()
     sleeper.wait()
-    STORAGES[kind](folder)
+    STORAGES[kind](folder).cleanup()
     assert [p.exists() for p in live] == [True, False, False]
 
 

@@ -26,9 +26,8 @@ from metricache import (
     StorageInterface,
 )
 
-from .conftest import Counter
+from .conftest import Counter, record_file
 
-META = Path(".metricache") / "meta"
 CODEC_NAMES = {
     NpzStorageInterface: "npz",
     NpyStorageInterface: "npy",
@@ -60,7 +59,7 @@ def test_record_file_holds_every_field(
     elapsed = time.perf_counter() - start
     after = datetime.now(timezone.utc)
 
-    record_path = folder / META / "m.json"
+    record_path = record_file(folder, "m", CM.storage_interface.file_ext)
     assert record_path.is_file()
     record = json.loads(record_path.read_text())
     assert record["format"] == 1
@@ -88,7 +87,8 @@ def test_info_is_a_frozen_entry_info_matching_the_record(
     CM.get("m")
     info = CM.info("m")
     assert isinstance(info, EntryInfo)
-    current = json.loads((folder / META / "m.json").read_text())["current"]
+    record_path = record_file(folder, "m", CM.storage_interface.file_ext)
+    current = json.loads(record_path.read_text())["current"]
     assert info.timestamp == datetime.fromisoformat(current["timestamp"])
     assert (info.duration, info.size, info.checksum) == (
         current["duration"],
@@ -136,7 +136,7 @@ def test_record_remembers_the_previous_entries(tmp_path: Path) -> None:
     for _ in range(4):
         CM.get("m", use_stored=False)
         checksums.append(CM.info("m").checksum)
-    record = json.loads((folder / META / "m.json").read_text())
+    record = json.loads(record_file(folder, "m", ".npy").read_text())
     assert record["current"]["checksum"] == checksums[-1]
     # Exactly the entry whose file the new data replaces: the one a crash between
     # the record and the data rename would leave on disk.
@@ -182,13 +182,13 @@ def test_durable_fsyncs_data_record_and_folders(
     spy = FsyncSpy(monkeypatch)
     CM.get("m")
     data = folder / f"m{storage.file_ext}"
-    record = folder / META / "m.json"
-    ino = {p: os.stat(p).st_ino for p in (data, record, folder, folder / META)}
+    record = record_file(folder, "m", storage.file_ext)
+    ino = {p: os.stat(p).st_ino for p in (data, record, folder, record.parent)}
     # Each file is synced before the rename that publishes it, each folder after it.
     assert spy.index(("fsync", ino[data])) < spy.index(("replace", ino[data]))
     assert spy.index(("replace", ino[data])) < spy.index(("fsync", ino[folder]))
     assert spy.index(("fsync", ino[record])) < spy.index(("replace", ino[record]))
-    assert spy.index(("replace", ino[record])) < spy.index(("fsync", ino[folder / META]))
+    assert spy.index(("replace", ino[record])) < spy.index(("fsync", ino[record.parent]))
     # And the durable entry reads back.
     assert np.array_equal(make_manager(storage_class(folder), {}).load("m"), np.arange(100))
 
@@ -247,7 +247,7 @@ def test_legacy_entry_loads_with_its_sidecar_date(
     assert CM.date("m").astimezone().date() == date(2020, 5, 17)
     assert CM["m_date"] == "2020-05-17"
     # No record was invented for it: the folder still reads as the old package wrote it.
-    assert not (folder / META / "m.json").exists()
+    assert not (folder / ".metricache").exists()
 
 
 def test_legacy_entry_without_sidecar_is_dated_by_mtime(tmp_path: Path) -> None:

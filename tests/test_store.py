@@ -1,4 +1,4 @@
-"""Housekeeping at open: litter from dead writers goes, live writers' files stay."""
+"""Housekeeping: opening changes nothing; cleanup() removes dead writers' litter only."""
 
 from __future__ import annotations
 
@@ -17,16 +17,21 @@ from metricache import (
 )
 from metricache._flock import FolderLocks
 from metricache._locking import LOCK_DIR
-from metricache._meta import META_DIR
 from metricache._store import LocalStore
 
+from .conftest import record_file
 
-def test_record_of_a_first_write_that_never_finished_is_removed_at_open(tmp_path: Path) -> None:
+
+def test_record_of_a_first_write_that_never_finished_is_removed_by_cleanup(
+    tmp_path: Path,
+) -> None:
     storage = NpyStorageInterface(tmp_path)
     storage.save("a", np.arange(3))
     os.unlink(tmp_path / "a.npy")  # as if the writer died before its data rename
-    NpyStorageInterface(tmp_path)
-    assert not (tmp_path / META_DIR / "a.json").exists()
+    reopened = NpyStorageInterface(tmp_path)
+    assert record_file(tmp_path, "a", ".npy").exists()  # opening deletes nothing
+    assert reopened.cleanup() == 1
+    assert not record_file(tmp_path, "a", ".npy").exists()
 
 
 def test_record_of_a_live_writer_is_kept(tmp_path: Path) -> None:
@@ -37,8 +42,8 @@ def test_record_of_a_live_writer_is_kept(tmp_path: Path) -> None:
     writer = FolderLocks(tmp_path / LOCK_DIR)  # a writer between record and rename
     assert writer.acquire("a", 0)
     try:
-        NpyStorageInterface(tmp_path)
-        assert (tmp_path / META_DIR / "a.json").exists()
+        assert NpyStorageInterface(tmp_path).cleanup() == 0
+        assert record_file(tmp_path, "a", ".npy").exists()
     finally:
         writer.release("a")
 
@@ -124,7 +129,7 @@ def test_reader_racing_fast_writers_gets_a_whole_value(
 ) -> None:
     reader, writer = NpyStorageInterface(tmp_path), NpyStorageInterface(tmp_path)
     writer.save("x", np.full(3, 0))
-    decode, calls = reader._decode, []
+    decode, calls = reader._entries._decode, []
 
     def decode_while_writers_replace_it(name: str, hint: str | None) -> object:
         calls.append(name)
@@ -136,7 +141,7 @@ def test_reader_racing_fast_writers_gets_a_whole_value(
         writer.save("x", np.full(3, 3))
         return result
 
-    monkeypatch.setattr(reader, "_decode", decode_while_writers_replace_it)
+    monkeypatch.setattr(reader._entries, "_decode", decode_while_writers_replace_it)
     np.testing.assert_array_equal(reader.load("x"), np.full(3, 3))
 
 

@@ -9,18 +9,18 @@ fall back on the three methods.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from ._locking import NameLocks
+from ._layout import DATE_SUFFIX
+from ._listing import CheckReport, Damage
+from ._locking import LockProvider, ThreadLocks, TimedLocks
 from ._meta import EntryInfo, utc_now
 from ._names import validate_name
 from .exceptions import CorruptEntryError, MetricNotStoredError
 
 __all__ = ["DATE_SUFFIX", "StorageInterface", "legacy_info", "not_stored_message"]
-
-#: Suffix of the seed's date sidecars: ``<name>_date``.
-DATE_SUFFIX = "_date"
 
 
 class StorageInterface(ABC):
@@ -54,6 +54,15 @@ class StorageInterface(ABC):
 
     def check_value(self, value: Any) -> None:  # noqa: B027 - optional hook
         """Raise :class:`~metricache.UnsupportedValueError` for a value that cannot be stored."""
+
+    def memory_form(self, value: Any) -> Any:
+        """*value* as a later :meth:`load` would return it (default: *value* itself).
+
+        The managers hold this in memory, so the process that computes a value sees
+        the same types as every process that loads it. Override it when ``load``
+        changes types (JSON turns tuples into lists); it must not serialise.
+        """
+        return value
 
     def write_entry(self, name: str, value: Any, duration: float | None = None) -> EntryInfo:
         """Store *value* and return its metadata (default: ``save`` plus a date sidecar)."""
@@ -90,9 +99,35 @@ class StorageInterface(ABC):
         """Re-read the entry and check it against its metadata (default: nothing to check)."""
         return self.info(name)
 
-    def locks(self, timeout: float | None = None) -> NameLocks:
-        """The per-name lock provider for this storage (default: threads only)."""
-        return NameLocks(None, timeout)
+    def lock_provider(self) -> LockProvider:
+        """Where this storage's per-name locks come from (default: this process's threads)."""
+        # In __dict__, not __init__: subclasses written for the seed need not call it.
+        provider = self.__dict__.get("_thread_locks")
+        if provider is None:
+            provider = self.__dict__.setdefault("_thread_locks", ThreadLocks())
+        return provider  # type: ignore[no-any-return]
+
+    def locks(self, timeout: float | None = None) -> TimedLocks:
+        """Transitional: :meth:`lock_provider` with a fixed timeout."""
+        return TimedLocks(self.lock_provider(), timeout)
+
+    def entries(self) -> Iterator[EntryInfo]:
+        """An :class:`EntryInfo` for every stored entry (default: from :meth:`stored_names`)."""
+        for name in self.stored_names():
+            info = self.info(name)
+            yield info if info is not None else EntryInfo(name, utc_now(), version=None)
+
+    def check(self) -> CheckReport:
+        """Verify every stored entry, changing nothing (default: each via :meth:`verify`)."""
+        report = CheckReport()
+        for name in self.stored_names():
+            try:
+                info = self.verify(name)
+            except CorruptEntryError as err:
+                report.damaged.append(Damage(name, name, str(err)))
+                continue
+            report.ok.append(info if info is not None else EntryInfo(name, utc_now()))
+        return report
 
     def cleanup(self) -> int:
         """Remove files left behind by dead writers; return how many."""
@@ -109,5 +144,5 @@ def legacy_info(name: str, date: Any) -> EntryInfo:
     return EntryInfo(name, local.astimezone(timezone.utc), version=None, legacy=True)
 
 
-def not_stored_message(name: str, storage: StorageInterface) -> str:
+def not_stored_message(name: str, storage: object) -> str:
     return f"metric {name!r} is not stored in {storage!r}; use get() to compute and store it"

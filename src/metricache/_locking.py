@@ -1,12 +1,19 @@
 """Per-name single-flight: one computation of a metric at a time, across threads
 and processes, with dependency-cycle detection instead of deadlock.
 
-Each name has a thread lock (within the process) and, when the storage has a
-local folder, a process lock in ``.metricache/locks/`` (see :mod:`metricache._flock`;
-the OS releases it when a holder dies, so a killed process never blocks the next
-one). A waiter publishes what it waits for and the names it holds in
-``<actor>.wait``, so waiters can follow the wait-for chain and recognise a cycle
-that spans threads or processes.
+A *lock provider* is any object with ``hold(name, timeout)``, a context manager
+that holds *name* exclusively (:class:`LockProvider`); the managers ask for nothing
+else, so a distributed lock can replace the default. :func:`single_flight` wraps a
+provider with what every provider needs: the compute context (so a metric that
+needs itself in one thread raises :class:`MetricCycleError` instead of waiting on
+itself).
+
+The default, :class:`LocalLocks`, gives each name a thread lock (within the
+process) and, for a local folder, a process lock in ``.metricache/locks/`` (see
+:mod:`metricache._flock`; the OS releases it when a holder dies, so a killed
+process never blocks the next one). A waiter publishes what it waits for and the
+names it holds in ``<actor>.wait``, so waiters can follow the wait-for chain and
+recognise a cycle that spans threads or processes.
 """
 
 from __future__ import annotations
@@ -18,40 +25,77 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextvars import ContextVar
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from ._context import computing, computing_stack
 from ._flock import FolderLocks, reset_in_forked_children
+from ._layout import LOCK_DIR
 from ._store import _HOST, _pid_alive
 from .exceptions import LockTimeoutError, MetricCycleError
 
-__all__ = ["NameLocks", "computing_stack"]
+__all__ = ["LOCK_DIR", "LocalLocks", "LockProvider", "ThreadLocks", "single_flight"]
 
-LOCK_DIR = ".metricache/locks"
 _POLL = 0.05
-# The names being computed in this thread/task, outermost first, per lock scope.
-_stack: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("metricache_stack", default=())
 
 
-def computing_stack(scope: str) -> tuple[str, ...]:
-    """Names being computed in the current context for *scope*, outermost first."""
-    return tuple(name for s, name in _stack.get() if s == scope)
+@runtime_checkable
+class LockProvider(Protocol):
+    """What a manager needs of a lock: hold one name exclusively, with a timeout.
+
+    ``hold(name, timeout)`` returns a context manager that is entered once *name*
+    is held by the caller and releases it on exit; it raises
+    :class:`~metricache.LockTimeoutError` when *timeout* seconds (``None``: no
+    limit) pass first. It need not be reentrant: a metric that needs itself is
+    caught before the lock is asked for.
+    """
+
+    def hold(self, name: str, timeout: float | None = None) -> AbstractContextManager[None]:
+        """Hold *name* for the duration of the ``with`` block."""
+        ...
+
+
+@contextlib.contextmanager
+def single_flight(locks: LockProvider, name: str, timeout: float | None) -> Iterator[None]:
+    """Hold *name* through *locks* and mark it as computing in the compute context.
+
+    Raises :class:`MetricCycleError` at once if this context is computing *name*
+    already (the lock would wait on itself forever).
+    """
+    scope = scope_of(locks)
+    stack = computing_stack(scope)
+    if name in stack:
+        raise MetricCycleError([*stack[stack.index(name) :], name])
+    with locks.hold(name, timeout), computing(scope, name):
+        yield
+
+
+def scope_of(locks: object) -> str:
+    """The compute-context scope of a lock provider (its ``scope``, else its identity)."""
+    scope = getattr(locks, "scope", None)
+    return scope if isinstance(scope, str) else f"locks-{id(locks)}"
 
 
 def _actor() -> str:
     return f"{_HOST}-{os.getpid()}-{threading.get_ident()}"
 
 
-class NameLocks:
-    """Hands out per-name locks for one cache folder (or one in-memory scope)."""
+class LocalLocks:
+    """The default lock provider: threads of this process, and processes sharing a folder.
 
-    def __init__(self, folder: Path | None, timeout: float | None = None) -> None:
-        self.folder = folder
+    Parameters
+    ----------
+    folder : str or os.PathLike, optional
+        The cache folder whose ``.metricache/locks/`` holds the process locks;
+        ``None`` locks between the threads of this process only.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
+        self.folder = None if folder is None else Path(folder)
         # Managers over one folder share a scope however its path is spelled, so a cycle
         # through two of them is still seen in the stack.
         self.scope = os.path.realpath(folder) if folder is not None else f"memory-{id(self)}"
-        self.timeout = timeout
         self._lock_dir_ready = False
         self._folder_locks: FolderLocks | None = None
         self._reset()
@@ -69,27 +113,26 @@ class NameLocks:
         # would never be released there.
         self._reset()
 
+    def __repr__(self) -> str:
+        return f"LocalLocks({None if self.folder is None else str(self.folder)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Locks and threads are rebuilt in the receiving process, never shipped.
+        return type(self), (self.folder,)
+
     @contextlib.contextmanager
-    def computing(self, name: str) -> Iterator[None]:
+    def hold(self, name: str, timeout: float | None = None) -> Iterator[None]:
         """Hold *name*'s lock while the caller computes it.
 
-        Raises :class:`MetricCycleError` if *name* is already being computed by
-        this context or by a chain of waiters that leads back here, and
-        :class:`LockTimeoutError` after ``timeout`` seconds of waiting.
+        Raises :class:`MetricCycleError` if a chain of waiters leads back to this
+        context, and :class:`LockTimeoutError` after *timeout* seconds of waiting.
         """
-        stack = computing_stack(self.scope)
-        if name in stack:
-            raise MetricCycleError([*stack[stack.index(name) :], name])
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         thread_lock = self._thread_lock(name)
-        self._wait(name, lambda t: thread_lock.acquire(timeout=t), deadline)
+        self._wait(name, lambda t: thread_lock.acquire(timeout=t), deadline, timeout)
         try:
-            with self._file_lock(name, deadline):
-                token = _stack.set((*_stack.get(), (self.scope, name)))
-                try:
-                    yield
-                finally:
-                    _stack.reset(token)
+            with self._file_lock(name, deadline, timeout):
+                yield
         finally:
             thread_lock.release()
 
@@ -98,7 +141,9 @@ class NameLocks:
             return self._locks.setdefault(name, threading.Lock())
 
     @contextlib.contextmanager
-    def _file_lock(self, name: str, deadline: float | None) -> Iterator[None]:
+    def _file_lock(
+        self, name: str, deadline: float | None, timeout: float | None
+    ) -> Iterator[None]:
         holder = _actor()
         if self.folder is None:
             self._holders[name] = holder
@@ -111,7 +156,7 @@ class NameLocks:
         locked = True
         try:
             self._ensure_lock_dir()
-            self._wait(name, lambda wait: locks.acquire(name, wait), deadline)
+            self._wait(name, lambda wait: locks.acquire(name, wait), deadline, timeout)
         except OSError as err:
             if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
@@ -138,7 +183,9 @@ class NameLocks:
             (self.folder / LOCK_DIR).mkdir(parents=True, exist_ok=True)
             self._lock_dir_ready = True
 
-    def _wait(self, name: str, acquire: Any, deadline: float | None) -> None:
+    def _wait(
+        self, name: str, acquire: Any, deadline: float | None, timeout: float | None
+    ) -> None:
         """Call ``acquire(seconds)`` until it succeeds, checking for cycles and the deadline."""
         if acquire(0):
             return
@@ -154,7 +201,7 @@ class NameLocks:
                 suspect = cycle
                 if deadline is not None and time.monotonic() > deadline:
                     raise LockTimeoutError(
-                        f"gave up after waiting {self.timeout:g} s for metric {name!r}, "
+                        f"gave up after waiting {timeout:g} s for metric {name!r}, "
                         f"which {self._describe_holder(name)} is computing; "
                         "raise lock_timeout= or pass lock_timeout=None to wait for it"
                     )
@@ -265,3 +312,41 @@ def _parse_json(text: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+class ThreadLocks(LocalLocks):
+    """A lock provider for the threads of this process only (no cross-process lock)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def __repr__(self) -> str:
+        return "ThreadLocks()"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), ()
+
+
+class NameLocks(LocalLocks):
+    """Transitional: a :class:`LocalLocks` with a fixed timeout and ``computing(name)``."""
+
+    def __init__(
+        self, folder: str | os.PathLike[str] | None, timeout: float | None = None
+    ) -> None:
+        super().__init__(folder)
+        self.timeout = timeout
+
+    def computing(self, name: str) -> AbstractContextManager[None]:
+        """Hold *name* (with this provider's timeout) and mark it as computing."""
+        return single_flight(self, name, self.timeout)
+
+
+class TimedLocks:
+    """Transitional: a provider with a fixed timeout, holding names via ``computing(name)``."""
+
+    def __init__(self, provider: LockProvider, timeout: float | None) -> None:
+        self.provider, self.timeout = provider, timeout
+
+    def computing(self, name: str) -> AbstractContextManager[None]:
+        """Hold *name* (with this timeout) and mark it as computing."""
+        return single_flight(self.provider, name, self.timeout)

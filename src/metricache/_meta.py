@@ -14,12 +14,12 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from ._layout import META_DIR
 from ._version import __version__
 from .exceptions import CorruptEntryError
 
 __all__ = ["META_DIR", "RECORD_FORMAT", "EntryInfo", "decode_record", "encode_record"]
 
-META_DIR = ".metricache/meta"
 RECORD_FORMAT = 1
 
 

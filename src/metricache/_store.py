@@ -3,11 +3,18 @@
 A store is a small set of primitives over keys (``/``-separated relative paths).
 Writes are *staged* (written where no reader can see them) and then *committed*
 in one atomic step, so a reader never sees a partial file and a crash leaves
-either the old bytes or the new ones.
+either the old bytes or the new ones. A local folder stages in a temp file and
+renames it; an object store would stage in memory (or a multipart upload) and
+commit with one PUT.
+
+Everything above the store (the entries layer, the managers) talks only to these
+primitives, so a new backend is one new subclass; a subclass missing a primitive
+fails at construction (``TypeError``), not at the first call.
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import os
@@ -17,14 +24,13 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Generic, TypeVar
+from typing import BinaryIO, Generic, NamedTuple, TypeVar
 
-__all__ = ["TEMP_PREFIX", "LocalStore", "Staged", "Store"]
+from ._layout import TEMP_PREFIX
+
+__all__ = ["TEMP_PREFIX", "LocalStore", "Staged", "StatResult", "Store"]
 
 T = TypeVar("T")
-
-#: Prefix of every temp file; never a valid metric name (names cannot start with '.').
-TEMP_PREFIX = ".mctmp-"
 #: Temp files of writers on other hosts are only removed once this old (seconds).
 FOREIGN_TEMP_AGE = 24 * 3600
 #: Files at least this large get their space reserved before they are written.
@@ -32,17 +38,34 @@ _RESERVE_MIN = 1 << 20
 _HOST = "".join(c if c.isalnum() or c == "-" else "_" for c in socket.gethostname())[:40] or "host"
 
 
+class StatResult(NamedTuple):
+    """What a store knows of a key without reading its bytes."""
+
+    #: Bytes stored under the key.
+    size: int
+    #: An opaque identity of these bytes that survives their commit (an inode, an
+    #: ETag, a version id), or None where the store has none.
+    identity: str | None
+    #: Last modification, seconds since the epoch.
+    mtime: float
+
+
 class Staged(ABC, Generic[T]):
     """Bytes written but not yet visible under their key."""
 
     #: What the writer function returned.
     result: T
-    #: What :meth:`Store.stat` will report as the identity once committed (None: unknown).
+    #: What :meth:`Store.stat` will report as the identity once committed, when the
+    #: store knows it before the commit (a local inode); None otherwise.
     identity: str | None = None
 
     @abstractmethod
-    def commit(self) -> None:
-        """Make the bytes visible under the key, atomically replacing older ones."""
+    def commit(self) -> str | None:
+        """Make the bytes visible under the key, atomically replacing older ones.
+
+        Returns the committed bytes' identity when the store knows it (it may be
+        known only now, e.g. an object store's ETag), else None.
+        """
 
     @abstractmethod
     def discard(self) -> None:
@@ -80,7 +103,18 @@ class Store(ABC):
 
     @abstractmethod
     def list(self, prefix: str = "") -> list[str]:
-        """Names of the files directly inside folder *prefix* (``""`` is the root)."""
+        """Names of the files directly inside folder *prefix* (``""`` is the root).
+
+        Staged writes (temp files) are not keys and are never listed.
+        """
+
+    @abstractmethod
+    def folders(self, prefix: str = "") -> builtins.list[str]:
+        """Names of the folders directly inside folder *prefix*."""
+
+    @abstractmethod
+    def stat(self, key: str) -> StatResult:
+        """Size, identity and modification time of *key*; ``FileNotFoundError`` if absent."""
 
     def put_atomic(
         self,
@@ -111,17 +145,13 @@ class Store(ABC):
         """A local file path for *key*, when the store has one (enables mmap)."""
         return None
 
-    def stat(self, key: str) -> tuple[int, str | None]:
-        """``(size, identity)`` of *key*; identity (e.g. an inode) survives a commit's rename.
+    def temp_files(self, prefix: str = "") -> builtins.list[tuple[str, bool]]:
+        """Staged writes left visible in folder *prefix*: ``(key, writer_is_dead)`` pairs.
 
-        ``FileNotFoundError`` if absent. The default reads the bytes; stores override it.
+        Only stores whose staging is visible (temp files) have any; a dead
+        writer's may be deleted, a live writer's never.
         """
-        with self.open_read(key) as f:
-            return len(f.read()), None
-
-    def cleanup(self, folders: tuple[str, ...] = ("",)) -> int:
-        """Remove litter dead writers left in *folders*; return how many files went."""
-        return 0
+        return []
 
 
 class _LocalStaged(Staged[T]):
@@ -131,10 +161,11 @@ class _LocalStaged(Staged[T]):
         self._tmp, self._target, self.result, self._durable = tmp, target, result, durable
         self.identity = str(tmp.stat().st_ino)
 
-    def commit(self) -> None:
+    def commit(self) -> str | None:
         os.replace(self._tmp, self._target)
         if self._durable:
             _fsync_dir(self._target.parent)
+        return self.identity
 
     def discard(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -210,10 +241,21 @@ class LocalStore(Store):
         return True
 
     def list(self, prefix: str = "") -> list[str]:
+        return self._scan(prefix, files=True)
+
+    def folders(self, prefix: str = "") -> builtins.list[str]:
+        return self._scan(prefix, files=False)
+
+    def _scan(self, prefix: str, files: bool) -> builtins.list[str]:
         try:
             with os.scandir(self.root / prefix) as it:
-                return [e.name for e in it if e.is_file()]
-        except FileNotFoundError:
+                if files:  # temp files are staged writes, not keys
+                    return [
+                        e.name for e in it if e.is_file() and not e.name.startswith(TEMP_PREFIX)
+                    ]
+                # A symlinked folder is not followed: listings stay inside the root.
+                return [e.name for e in it if e.is_dir(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
             return []
 
     def move(self, key: str, dest: str) -> None:
@@ -224,20 +266,13 @@ class LocalStore(Store):
     def local_path(self, key: str) -> Path | None:
         return self.root / key
 
-    def stat(self, key: str) -> tuple[int, str | None]:
+    def stat(self, key: str) -> StatResult:
         st = os.stat(self.root / key)
-        return st.st_size, str(st.st_ino)
+        return StatResult(st.st_size, str(st.st_ino), st.st_mtime)
 
-    def cleanup(self, folders: tuple[str, ...] = ("",)) -> int:
-        removed = 0
-        for folder in folders:
-            for path in _temp_files(self.root / folder):
-                if _writer_is_dead(path):
-                    # Gone already (another cleaner) or a read-only folder: both fine.
-                    with contextlib.suppress(OSError):
-                        path.unlink()
-                        removed += 1
-        return removed
+    def temp_files(self, prefix: str = "") -> builtins.list[tuple[str, bool]]:
+        base = f"{prefix}/" if prefix else ""
+        return [(base + p.name, _writer_is_dead(p)) for p in _temp_files(self.root / prefix)]
 
 
 def _reserve(f: BinaryIO, size: int | None) -> bool:

@@ -13,8 +13,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ._entries import MmapReader
 from ._filestorage import FileStorageInterface
-from ._interface import DATE_SUFFIX, StorageInterface
+from ._interface import StorageInterface
+from ._layout import DATE_SUFFIX
+from ._locking import LockProvider
 from .codecs import JsonCodec, NpyCodec, NpzCodec
 
 __all__ = [
@@ -45,7 +48,7 @@ class NpzStorageInterface(FileStorageInterface):
         and loading pickles from untrusted folders can run code).
     list_limit : int, optional
         Refuse lists longer than this (a ``TypeError``), as the seed did.
-    durable, verify : bool
+    durable, verify, locks
         See :class:`FileStorageInterface`.
     """
 
@@ -58,10 +61,11 @@ class NpzStorageInterface(FileStorageInterface):
         *,
         durable: bool = False,
         verify: bool = True,
+        locks: LockProvider | None = None,
     ) -> None:
         self.compress, self.allow_pickle, self.list_limit = compress, allow_pickle, list_limit
         codec = NpzCodec(compress=compress, allow_pickle=allow_pickle, list_limit=list_limit)
-        super().__init__(metrics_dir, codec, durable=durable, verify=verify)
+        super().__init__(metrics_dir, codec, durable=durable, verify=verify, locks=locks)
 
 
 class NpyStorageInterface(FileStorageInterface):
@@ -76,7 +80,7 @@ class NpyStorageInterface(FileStorageInterface):
     mmap_mode : {None, "r"}
         ``"r"`` memory-maps arrays on load: O(1) in the array size; the checksum is
         then only checked by an explicit ``verify(name)`` (the size always is).
-    durable, verify : bool
+    durable, verify, locks
         See :class:`FileStorageInterface`.
     """
 
@@ -88,29 +92,36 @@ class NpyStorageInterface(FileStorageInterface):
         mmap_mode: str | None = None,
         durable: bool = False,
         verify: bool = True,
+        locks: LockProvider | None = None,
     ) -> None:
         if mmap_mode not in (None, "r"):
             raise ValueError(f"mmap_mode must be None or 'r', not {mmap_mode!r}")
         self.allow_pickle, self.mmap_mode = allow_pickle, mmap_mode
-        super().__init__(
-            metrics_dir, NpyCodec(allow_pickle=allow_pickle), durable=durable, verify=verify
-        )
+        codec = NpyCodec(allow_pickle=allow_pickle)
+        super().__init__(metrics_dir, codec, durable=durable, verify=verify, locks=locks)
 
-    def _decode(
-        self, name: str, hint: str | None, recorded: bool = True
-    ) -> tuple[Any, int, str | None]:
-        path = self.store.local_path(self._data_key(name))
-        if self.mmap_mode is None or path is None:
-            return super()._decode(name, hint, recorded)
-        assert isinstance(self.codec, NpyCodec)
-        size = path.stat().st_size
-        return self.codec.read_mmap(path, hint), size, None
+    def _mmap_reader(self) -> MmapReader | None:
+        if self.mmap_mode is None:
+            return None
+        codec, store = self.codec, self.store
+        assert isinstance(codec, NpyCodec)
+
+        def read(key: str, hint: str | None) -> Any:
+            path = store.local_path(key)
+            return None if path is None else codec.read_mmap(path, hint)
+
+        return read
 
 
 class JsonStorageInterface(FileStorageInterface):
     """Stores each metric as ``<name>.json``; numpy arrays and scalars become lists and numbers."""
 
     def __init__(
-        self, metrics_dir: str | os.PathLike[str], *, durable: bool = False, verify: bool = True
+        self,
+        metrics_dir: str | os.PathLike[str],
+        *,
+        durable: bool = False,
+        verify: bool = True,
+        locks: LockProvider | None = None,
     ) -> None:
-        super().__init__(metrics_dir, JsonCodec(), durable=durable, verify=verify)
+        super().__init__(metrics_dir, JsonCodec(), durable=durable, verify=verify, locks=locks)

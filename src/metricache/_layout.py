@@ -1,0 +1,72 @@
+"""Every folder and key name metricache uses inside a cache folder, in one place.
+
+::
+
+    <name><suffix>                         the data, under the name the seed used
+    <name>_date<suffix>                    the seed's date sidecar (legacy folders only)
+    .metricache/meta/<kind>/<name>.json    the record of data file <name><suffix>
+    .metricache/meta/<name>.json           a record of metricache 0.1 (read, never written)
+    .metricache/locks/                     cross-process locks and cycle-detection notes
+    .metricache/quarantine/<stamp>/        corrupt entries moved aside
+    .mctmp-<host>-<pid>-<random>           a writer's temp file, next to its target
+
+``<kind>`` is the data file's suffix without its dot (``npy``, ``npz``, ``json``):
+a record belongs to one data file, so interfaces of different formats sharing a
+folder never share a record. Metric names cannot contain ``/``, so a record in a
+``<kind>/`` folder can never be mistaken for a 0.1 record of a metric with a dot in
+its name.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DATE_SUFFIX",
+    "LOCK_DIR",
+    "META_DIR",
+    "QUARANTINE_DIR",
+    "RECORD_SUFFIX",
+    "ROOT_DIR",
+    "TEMP_PREFIX",
+    "data_key",
+    "old_record_key",
+    "record_dir",
+    "record_key",
+    "suffix_of_record_dir",
+]
+
+ROOT_DIR = ".metricache"
+META_DIR = f"{ROOT_DIR}/meta"
+LOCK_DIR = f"{ROOT_DIR}/locks"
+QUARANTINE_DIR = f"{ROOT_DIR}/quarantine"
+RECORD_SUFFIX = ".json"
+#: Suffix of the seed's date sidecars: ``<name>_date``.
+DATE_SUFFIX = "_date"
+#: Prefix of every temp file; never a valid metric name (names cannot start with '.').
+TEMP_PREFIX = ".mctmp-"
+# The record folder of data files without a suffix (a FileBased interface with file_ext="").
+_NO_SUFFIX = "_"
+
+
+def data_key(name: str, suffix: str) -> str:
+    """The data file of metric *name* in a format with file suffix *suffix*."""
+    return name + suffix
+
+
+def record_dir(suffix: str) -> str:
+    """The folder holding the records of data files ending in *suffix*."""
+    return f"{META_DIR}/{suffix.lstrip('.') or _NO_SUFFIX}"
+
+
+def suffix_of_record_dir(folder: str) -> str:
+    """The data suffix whose records live in ``META_DIR/<folder>`` (inverse of record_dir)."""
+    return "" if folder == _NO_SUFFIX else "." + folder
+
+
+def record_key(name: str, suffix: str) -> str:
+    """The record of data file ``<name><suffix>``."""
+    return f"{record_dir(suffix)}/{name}{RECORD_SUFFIX}"
+
+
+def old_record_key(name: str) -> str:
+    """Where metricache 0.1 kept the record of *name* (one per name, whatever the format)."""
+    return f"{META_DIR}/{name}{RECORD_SUFFIX}"
