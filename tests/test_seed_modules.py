@@ -286,14 +286,16 @@ def test_hook_that_writes_elsewhere_fails_clearly(tmp_path: Path) -> None:
     assert not (tmp_path / "x.pkl").exists()
 
 
-def test_temp_files_of_dead_writers_go_at_open_and_live_ones_stay(tmp_path: Path) -> None:
+def test_cleanup_removes_dead_writers_temp_files_and_keeps_live_ones(tmp_path: Path) -> None:
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
                            capture_output=True, check=True)  # fmt: skip
     dead = tmp_path / f"{TEMP_PREFIX}{_HOST}-{int(child.stdout)}-0123456789ab.pkl"
     live = tmp_path / f"{TEMP_PREFIX}{_HOST}-{os.getpid()}-0123456789ab.pkl"
     dead.write_bytes(b"abandoned")
     live.write_bytes(b"in progress")
-    PickleStorageInterface(tmp_path)
+    storage = PickleStorageInterface(tmp_path)
+    assert dead.exists()  # opening changes nothing
+    assert storage.cleanup() == 1
     assert not dead.exists()
     assert live.exists()
 
@@ -305,8 +307,7 @@ def test_names_are_validated_before_any_file_is_touched(tmp_path: Path) -> None:
             storage.save(bad, 1)
         with pytest.raises(InvalidMetricNameError):
             storage.exists(bad)
-    assert [p.name for p in tmp_path.iterdir()] == ["cache"]
-    assert files_in(tmp_path / "cache") == []
+    assert list(tmp_path.iterdir()) == []  # not even the folder: nothing was written
 
 
 def test_subclass_without_hooks_fails_at_construction(tmp_path: Path) -> None:

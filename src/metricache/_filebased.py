@@ -76,10 +76,10 @@ class FileBasedStorageInterface(StorageInterface):
         _check_hooks(type(self))
         self.file_ext = file_ext
         self.metrics_dir = os.fspath(metrics_dir)
-        os.makedirs(self.metrics_dir, exist_ok=True)
         # One provider per interface: every manager over it shares its thread locks.
+        # Opening changes nothing: the folder is made by the first save, and litter
+        # of dead writers goes in cleanup().
         self._locks = LocalLocks(self.metrics_dir)
-        self.cleanup()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.metrics_dir!r})"
