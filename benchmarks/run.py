@@ -24,6 +24,7 @@ import scenario_disk
 import scenario_many
 import scenario_memory
 import scenario_miss
+import scenario_open
 from common import Config, Scratch
 from harness import Table, render, to_json
 
@@ -34,6 +35,7 @@ SCENARIOS: dict[str, Scenario] = {
     "disk": scenario_disk.run,
     "miss": scenario_miss.run,
     "many": scenario_many.run,
+    "open": scenario_open.run,
 }
 
 FOOTNOTES = [

@@ -20,7 +20,7 @@ from ._layout import (
     record_dir,
     suffix_of_record_dir,
 )
-from ._meta import EntryInfo, decode_record
+from ._meta import EntryInfo, decode_current, decode_record
 from ._store import Store
 from ._verified import hash_whole
 from .codecs import codec_registry
@@ -122,8 +122,10 @@ def list_entries(store: Store) -> Iterator[EntryInfo]:
     for rec in _records(store, suffixes):
         if (rec.name, rec.suffix) in found or data_key(rec.name, rec.suffix) not in files:
             continue
-        with contextlib.suppress(OSError, CorruptEntryError):
-            found[rec.name, rec.suffix] = decode_record(store.read_bytes(rec.record), rec.name)[0]
+        try:
+            found[rec.name, rec.suffix] = decode_current(store.read_bytes(rec.record), rec.name)
+        except (OSError, CorruptEntryError):
+            continue
     for name, suffix in _legacy_files(files, suffixes):
         if (name, suffix) not in found:
             found[name, suffix] = _legacy_entry(store, name, suffix, suffixes[suffix])

@@ -18,7 +18,14 @@ from ._layout import META_DIR
 from ._version import __version__
 from .exceptions import CorruptEntryError
 
-__all__ = ["META_DIR", "RECORD_FORMAT", "EntryInfo", "decode_record", "encode_record"]
+__all__ = [
+    "META_DIR",
+    "RECORD_FORMAT",
+    "EntryInfo",
+    "decode_current",
+    "decode_record",
+    "encode_record",
+]
 
 RECORD_FORMAT = 1
 
@@ -90,7 +97,8 @@ def _to_json(info: EntryInfo) -> dict[str, Any]:
 def _from_json(data: Any) -> EntryInfo | None:
     if data is None:
         return None
-    kwargs = {k: v for k, v in data.items() if k in _KNOWN}
+    # Records of this version hold exactly the known fields; filter only the others'.
+    kwargs = dict(data) if data.keys() == _KNOWN else {k: data[k] for k in data if k in _KNOWN}
     stamp = datetime.fromisoformat(kwargs["timestamp"])
     kwargs["timestamp"] = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
     return EntryInfo(**kwargs)
@@ -105,6 +113,21 @@ def encode_record(current: EntryInfo, previous: list[EntryInfo]) -> bytes:
     }
     # Compact separators keep json on its C encoder (indent= would not).
     return json.dumps(record, separators=(",", ":")).encode()
+
+
+def decode_current(raw: bytes, name: str) -> EntryInfo:
+    """The current entry of a record file for metric *name* (its previous ones unparsed)."""
+    try:
+        record = json.loads(raw)
+        if record.get("format") != RECORD_FORMAT:
+            raise ValueError(f"unknown record format {record.get('format')!r}")
+        current = _from_json(record["current"])
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise CorruptEntryError(f"metadata record of {name!r} is unreadable: {err}") from None
+    if current is None or current.name != name:
+        owner = None if current is None else current.name
+        raise CorruptEntryError(f"metadata record of {name!r} belongs to metric {owner!r}")
+    return current
 
 
 def decode_record(raw: bytes, name: str) -> tuple[EntryInfo, list[EntryInfo]]:
