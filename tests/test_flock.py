@@ -15,7 +15,7 @@ import pytest
 
 from metricache import _flock as flock
 from metricache._flock import FolderLocks
-from metricache._locking import NameLocks
+from metricache._locking import LocalLocks
 
 
 def in_forked_child(check: object) -> str:
@@ -104,11 +104,11 @@ def test_acquire_waits_up_to_its_bound(tmp_path: Path) -> None:
 
 
 def test_a_forked_child_can_compute_what_a_parent_thread_held(tmp_path: Path) -> None:
-    locks = NameLocks(tmp_path, timeout=10)
+    locks = LocalLocks(tmp_path)
     entered, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with locks.computing("a"):
+        with locks.hold("a", timeout=10):
             entered.set()
             release.wait(10)
 
@@ -118,7 +118,7 @@ def test_a_forked_child_can_compute_what_a_parent_thread_held(tmp_path: Path) ->
     threading.Timer(0.3, release.set).start()
 
     def child_computes() -> str:
-        with locks.computing("a"):  # waits for the parent's process lock, then gets it
+        with locks.hold("a", timeout=10):  # waits for the parent's process lock, then gets it
             return "computed"
 
     try:
