@@ -67,6 +67,8 @@ def describe(value: Any, limit: int = SHOWN_CHARS) -> str:
         text = f"np.{type(value).__name__}({value.item()!r})"
     elif isinstance(value, np.generic):  # the same text on numpy 1 and 2
         text = f"np.{type(value).__name__}({value!s})"
+    elif isinstance(value, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
+        text = f"<{type(value).__name__} {value.__name__}>"  # the address says nothing
     elif isinstance(value, np.ndarray):
         text = f"array(dtype={value.dtype}, shape={value.shape}: {np.array2string(value)})"
     else:

@@ -142,7 +142,7 @@ def _hint(value: Any) -> str:
 
 def _faithful_array(array: np.ndarray[Any, Any]) -> bool:
     text = str(array)
-    if array.ndim > 1 or array.dtype.kind not in "biuf" or "..." in text:
+    if array.ndim > 1 or array.dtype.kind not in "biuf" or "..." in text or "\n" in text:
         return False
     tokens = text.strip("[]").split()
     if len(tokens) != array.size:

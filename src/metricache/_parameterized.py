@@ -264,11 +264,15 @@ def _check_generated(check: Callable[[str], None], name: str, owner: Owner) -> N
         check(name)
     except InvalidMetricNameError as err:
         problem = str(err).replace(repr(name), describe(name))
-        lambda_ = " (a lambda's name is '<lambda>')" if "<lambda>" in owner.base else ""
+        if owner.base == "<lambda>":
+            fix = "a lambda has no name of its own: pass name='...' to collect()"
+        else:
+            fix = (
+                "pass name_generation_function= to collect() to name these parameters, "
+                "or name=/base_name= to rename the metric"
+            )
         raise InvalidMetricNameError(
-            f"the metric name generated for {owner} is unusable: {problem}; pass "
-            "name=/base_name= to collect() to name the metric" + lambda_ + ", or "
-            "name_generation_function= to name its parameters"
+            f"the metric name generated for {owner} is unusable: {problem}; {fix}"
         ) from None
 
 
