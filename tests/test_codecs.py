@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import io
 import json
 import math
@@ -22,7 +23,7 @@ from metricache import _hashio
 from metricache._hashio import HashingReader, checksum_bytes
 from metricache.codecs import Codec, JsonCodec, NpyCodec, NpzCodec, _npyformat, codec_registry
 from metricache.codecs._npyformat import encode_array
-from metricache.exceptions import CorruptEntryError, UnsupportedValueError
+from metricache.exceptions import CorruptEntryError, PickleRequiredError, UnsupportedValueError
 
 from ._compare import assert_same
 
@@ -163,6 +164,8 @@ json_values = st.recursive(
 def test_npy_roundtrips_any_array(arr: np.ndarray) -> None:
     out = roundtrip(NpyCodec(), arr, step=7)
     assert_same(arr, out)
+    # Type-faithful: what memory holds for a computed value is the value itself.
+    assert NpyCodec().memory_form(arr) is arr
     if arr.ndim >= 2 and arr.flags.f_contiguous and not arr.flags.c_contiguous:
         assert out.flags.f_contiguous
 
@@ -171,12 +174,14 @@ def test_npy_roundtrips_any_array(arr: np.ndarray) -> None:
 @given(st.one_of(numpy_scalars, python_scalars))
 def test_npy_roundtrips_any_scalar(value: Any) -> None:
     assert_same(value, roundtrip(NpyCodec(), value))
+    assert NpyCodec().memory_form(value) is value
 
 
 @FAST
 @given(st.one_of(items, containers), st.booleans())
 def test_npz_roundtrips_arrays_scalars_and_containers(value: Any, compress: bool) -> None:
     assert_same(value, roundtrip(NpzCodec(compress=compress), value))
+    assert NpzCodec().memory_form(value) is value
 
 
 @FAST
@@ -195,6 +200,67 @@ def test_npy_files_are_standard(arr: np.ndarray) -> None:
 @given(json_values)
 def test_json_roundtrips_native_values(value: Any) -> None:
     assert_same(value, roundtrip(JsonCodec(), value, step=5))
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2**40
+
+
+class Label(str):
+    """A str subclass: JSON stores its text, a load gives a plain str."""
+
+
+class Ratio(float):
+    """A float subclass: JSON stores its value, a load gives a plain float."""
+
+
+#: dtypes JSON stores (as lists of Python numbers, bools or strings).
+json_dtypes = st.one_of(
+    hnp.boolean_dtypes(),
+    hnp.integer_dtypes(),
+    hnp.unsigned_integer_dtypes(),
+    hnp.floating_dtypes(sizes=(16, 32, 64)),
+    hnp.unicode_string_dtypes(max_len=3),
+)
+json_convertible = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(),
+        st.sampled_from(list(Level)),
+        st.text().map(Label),
+        st.floats().map(Ratio),
+        st.builds(lambda a: a[()], hnp.arrays(json_dtypes, ())),
+        hnp.arrays(json_dtypes, hnp.array_shapes(min_dims=0, max_dims=2, max_side=3)),
+    ),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.lists(children, max_size=4).map(tuple)
+        | st.dictionaries(st.text() | st.text().map(Label), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@FAST
+@given(json_convertible)
+def test_json_memory_form_is_exactly_what_a_load_returns(value: Any) -> None:
+    codec = JsonCodec()
+    memory = codec.memory_form(value)
+    assert_same(roundtrip(codec, value), memory)  # types included: list, int, str, float
+    if isinstance(value, (list, tuple, dict)):
+        assert memory is not value  # new containers: nothing aliases the caller's value
+
+
+def test_json_memory_form_converts_what_json_cannot_keep() -> None:
+    value = (np.arange(3), np.float32(0.5), Level.HIGH, {Label("k"): Ratio(1.5)})
+    memory = JsonCodec().memory_form(value)
+    assert memory == [[0, 1, 2], 0.5, 2**40, {"k": 1.5}]
+    assert type(memory[2]) is int and type(memory[3]["k"]) is float
+    assert type(next(iter(memory[3]))) is str
 
 
 # -- npy ----------------------------------------------------------------------------------
@@ -623,8 +689,11 @@ def test_crafted_pickle_in_npz_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     data = _savez(_exploit_array(marker))
     for payload in (data, encode(NpzCodec(allow_pickle=True), [_exploit_array(marker)])[0]):
-        with pytest.raises(CorruptEntryError, match="allow_pickle"):
+        with pytest.raises(PickleRequiredError, match="allow_pickle") as caught:
             decode(NpzCodec(), payload)
+        # A policy refusal, not damage: storage must not quarantine the file for it.
+        assert not isinstance(caught.value, CorruptEntryError)
+        assert "member 'arr_0.npy'" in str(caught.value)
         assert not marker.exists()
     decode(NpzCodec(allow_pickle=True), data)  # the payload really is live
     assert marker.exists()
@@ -634,13 +703,41 @@ def test_crafted_pickle_in_npy_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     buf = io.BytesIO()
     np.save(buf, _exploit_array(marker), allow_pickle=True)
-    with pytest.raises(CorruptEntryError, match="allow_pickle"):
+    with pytest.raises(PickleRequiredError, match="allow_pickle"):
         decode(NpyCodec(), buf.getvalue())
     path = tmp_path / "x.npy"
     path.write_bytes(buf.getvalue())
-    with pytest.raises(CorruptEntryError, match="allow_pickle"):
+    with pytest.raises(PickleRequiredError, match="allow_pickle"):
         NpyCodec().read_mmap(path, None)
     assert not marker.exists()
+
+
+def test_pickle_required_is_a_value_error_not_corruption() -> None:
+    assert issubclass(PickleRequiredError, ValueError)
+    assert not issubclass(PickleRequiredError, CorruptEntryError)
+
+
+def test_format_3_object_array_needs_pickle_not_corrupt() -> None:
+    # A non-latin-1 field name makes numpy write format 3.0, read by numpy's own reader.
+    arr = np.zeros(2, dtype=[("\u20ac", object)])
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # numpy notes the 3.0 format
+        np.save(buf, arr, allow_pickle=True)
+    assert buf.getvalue()[6:8] == b"\x03\x00"
+    with pytest.raises(PickleRequiredError, match="allow_pickle=True to"):
+        decode(NpyCodec(), buf.getvalue())
+    assert decode(NpyCodec(allow_pickle=True), buf.getvalue()).dtype == arr.dtype
+
+
+def test_legacy_npz_dict_with_object_member_needs_pickle() -> None:
+    # simple_metrics_manager saved a dict with np.savez(**dict): object values pickle.
+    buf = io.BytesIO()
+    np.savez(buf, ok=np.arange(2), labels=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(PickleRequiredError, match="member 'labels.npy'"):
+        decode(NpzCodec(), buf.getvalue())
+    loaded = decode(NpzCodec(allow_pickle=True), buf.getvalue())
+    assert loaded["labels"][0] == {"a": 1}
 
 
 # -- json --------------------------------------------------------------------------------------

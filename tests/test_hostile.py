@@ -21,12 +21,12 @@ import pytest
 import metricache._store
 from metricache import (
     CacheWriteWarning,
-    CorruptEntryError,
     DatedCacheManager,
     InvalidMetricNameError,
     JsonStorageInterface,
     NpyStorageInterface,
     NpzStorageInterface,
+    PickleRequiredError,
     StorageInterface,
     UnsupportedValueError,
 )
@@ -520,14 +520,13 @@ def test_crafted_pickle_runs_nothing(
 
     CM = DatedCacheManager(storage_class(folder), verbose=False, on_corrupt=on_corrupt)  # type: ignore[arg-type]
     CM.set_functions_dict({"evil": lambda: OLD})
-    if on_corrupt == "raise":
-        for call in (CM.get, CM.load):
-            with pytest.raises(CorruptEntryError, match="pickled object array.*allow_pickle") as e:
-                call("evil")
-            assert str(evil) in str(e.value)
-        assert evil.read_bytes() == crafted
-    else:
-        assert same(CM.get("evil"), OLD)  # quarantined and recomputed
+    # A valid file that needs pickle is a policy refusal, not corruption: whatever
+    # on_corrupt says, it raises and stays where it is (so allow_pickle=True can work).
+    for call in (CM.get, CM.load):
+        with pytest.raises(PickleRequiredError, match="pickled object array.*allow_pickle") as e:
+            call("evil")
+        assert str(evil) in str(e.value)
+    assert evil.read_bytes() == crafted
     assert not marker.exists()
 
     # The file really is armed: numpy with allow_pickle=True runs the payload.

@@ -21,10 +21,12 @@ import numpy as np
 import pytest
 
 from metricache import (
+    CorruptEntryError,
     DatedCacheManager,
     JsonStorageInterface,
     NpyStorageInterface,
     NpzStorageInterface,
+    PickleRequiredError,
     StorageInterface,
 )
 
@@ -272,3 +274,106 @@ def test_leftover_old_temp_files_break_nothing(ext: str, tmp_path: Path) -> None
     np.testing.assert_array_equal(CM.get("m", use_stored=False), np.arange(8))
     fresh = DatedCacheManager(STORAGES[ext](tmp_path), verbose=False)
     np.testing.assert_array_equal(fresh["m"], np.arange(8))
+
+
+# -- delete("x") deletes x, never a metric named x_date ------------------------------
+
+
+def visible_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+@pytest.mark.parametrize("ext", list(STORAGES))
+def test_delete_keeps_a_metric_named_like_a_sidecar(ext: str, tmp_path: Path) -> None:
+    # The old symptom: deleting "x" also deleted the data of the metric "x_date".
+    CM = DatedCacheManager(STORAGES[ext](tmp_path), verbose=False)
+    CM.set_functions_dict({"x": lambda: 1, "x_date": lambda: "2020-01-02"})
+    CM.get("x")
+    CM.get("x_date")  # a date string, as a sidecar would hold: the record tells them apart
+    assert CM.delete("x") is True
+    fresh = DatedCacheManager(STORAGES[ext](tmp_path), verbose=False)
+    fresh.set_functions_dict({"x_date": forbidden("x_date")})
+    assert fresh["x_date"] == "2020-01-02"
+    assert visible_files(tmp_path) == [f"x_date{ext}"]
+
+
+@pytest.mark.parametrize("ext", list(STORAGES))
+def test_delete_keeps_a_legacy_metric_named_like_a_sidecar(ext: str, tmp_path: Path) -> None:
+    # The old package dated every metric it saved, so a real "x_date" has its own sidecar.
+    old_get(tmp_path, "x", np.arange(2), ext, "2021-03-04")
+    old_get(tmp_path, "x_date", np.arange(3), ext, "2021-03-05")
+    CM = DatedCacheManager(STORAGES[ext](tmp_path), verbose=False)
+    assert CM.delete("x") is True
+    assert visible_files(tmp_path) == [f"x_date{ext}", f"x_date_date{ext}"]
+    assert list(np.asarray(CM.load("x_date"))) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("ext", list(STORAGES))
+def test_delete_keeps_a_sidecar_named_file_that_holds_no_date(ext: str, tmp_path: Path) -> None:
+    old_save(tmp_path, "x", np.arange(2), ext)
+    old_save(tmp_path, "x_date", np.arange(3), ext)  # undated, but not a date either
+    CM = DatedCacheManager(STORAGES[ext](tmp_path), verbose=False)
+    assert CM.delete("x") is True
+    assert visible_files(tmp_path) == [f"x_date{ext}"]
+
+
+@pytest.mark.parametrize("ext", list(STORAGES))
+def test_delete_of_a_recomputed_legacy_entry_removes_its_old_sidecar(
+    ext: str, tmp_path: Path
+) -> None:
+    old_get(tmp_path, "m", np.arange(2), ext, "2021-03-04")
+    CM = DatedCacheManager(STORAGES[ext](tmp_path), verbose=False)
+    CM.set_functions_dict({"m": lambda: np.arange(5)})
+    CM.get("m", use_stored=False)  # a new entry, with a record; the old sidecar is stale
+    assert CM.delete("m") is True
+    assert visible_files(tmp_path) == []
+    assert CM.storage_interface.stored_names() == []
+
+
+# -- a valid file that needs pickle is not corrupt ------------------------------------
+
+
+def seed_pickled_dict(folder: Path) -> tuple[Path, bytes]:
+    """What simple_metrics_manager's NpyStorageInterface wrote for a dict: a pickle."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "d.npy"
+    np.save(path, {"a": 1, "b": [2, 3]}, allow_pickle=True)
+    old_save(folder, "d_date", "2021-03-04", ".npy")
+    return path, path.read_bytes()
+
+
+@pytest.mark.parametrize("on_corrupt", ["recompute", "raise"])
+def test_legacy_pickled_npy_is_refused_in_place_not_quarantined(
+    on_corrupt: str, tmp_path: Path
+) -> None:
+    # The old symptom: moved to quarantine as "corrupt", telling the user to pass
+    # allow_pickle=True, which then found nothing to load.
+    path, original = seed_pickled_dict(tmp_path)
+    CM = DatedCacheManager(NpyStorageInterface(tmp_path), verbose=False, on_corrupt=on_corrupt)  # type: ignore[arg-type]
+    CM.set_functions_dict({"d": forbidden("d")})
+    for call in (CM.get, CM.load, CM.__getitem__):
+        with pytest.raises(PickleRequiredError, match="allow_pickle=True") as caught:
+            call("d")
+        assert str(path) in str(caught.value)
+        assert not isinstance(caught.value, CorruptEntryError)
+    assert path.read_bytes() == original
+    assert not (tmp_path / ".metricache" / "quarantine").exists()
+
+    trusting = DatedCacheManager(NpyStorageInterface(tmp_path, allow_pickle=True), verbose=False)
+    trusting.set_functions_dict({"d": forbidden("d")})
+    assert trusting["d"][()] == {"a": 1, "b": [2, 3]}
+    assert trusting["d_date"] == "2021-03-04"
+
+
+def test_legacy_npz_with_an_object_member_is_refused_in_place(tmp_path: Path) -> None:
+    old_get(tmp_path, "d", {"ok": np.arange(2), "tags": np.array(["a", 1], dtype=object)},
+            ".npz", "2021-03-04")  # fmt: skip
+    path = tmp_path / "d.npz"
+    original = path.read_bytes()
+    CM = DatedCacheManager(NpzStorageInterface(tmp_path), verbose=False)
+    CM.set_functions_dict({"d": forbidden("d")})
+    with pytest.raises(PickleRequiredError, match=r"member 'tags\.npy'.*allow_pickle=True"):
+        CM.get("d")
+    assert path.read_bytes() == original
+    loaded = DatedCacheManager(NpzStorageInterface(tmp_path, allow_pickle=True), verbose=False)
+    assert list(loaded["d"]["tags"]) == ["a", 1]

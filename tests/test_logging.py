@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import logging
 import re
+import subprocess
 import sys
-from collections.abc import Iterator
+import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from metricache import DatedCacheManager, NpzStorageInterface
+from metricache import CacheWriteWarning, DatedCacheManager, NpzStorageInterface
 
 DURATION = re.compile(r"Completed m in \d+(\.\d+)? (us|ms|s)\b")
 
@@ -194,3 +198,92 @@ def test_reports_survive_a_closed_previous_stderr(
         monkeypatch.setattr(sys, "stderr", second)
         CM.compute("m", force=True)
     assert "Compute m" in second.getvalue()
+
+
+# -- CacheWriteWarning: at the user's line, said once ----------------------------------
+
+
+def disk_full(*args: Any, **kwargs: Any) -> Any:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def failing_manager(folder: Path, monkeypatch: pytest.MonkeyPatch) -> DatedCacheManager:
+    """A quiet manager with metrics ``m`` and ``outer`` (which uses ``m``); writes fail."""
+    CM = DatedCacheManager(NpzStorageInterface(folder), verbose=False)
+
+    @CM.collect
+    def m() -> int:
+        return 42
+
+    @CM.collect
+    def outer() -> int:
+        return CM.m() + 1  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(CM.storage_interface, "write_entry", disk_full)
+    return CM
+
+
+ROUTES: dict[str, Callable[[DatedCacheManager], Any]] = {
+    "get": lambda CM: CM.get("m"),
+    "getitem": lambda CM: CM["m"],
+    "metric": lambda CM: CM.m(),
+    "nested": lambda CM: CM.outer(),
+    "use_stored": lambda CM: CM.get("m", use_stored=False),
+}
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_cache_write_warning_points_at_the_users_file(
+    route: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The old symptom: a fixed stacklevel named a line inside metricache.
+    CM = failing_manager(tmp_path, monkeypatch)
+    with pytest.warns(CacheWriteWarning, match="could not store metric") as record:
+        ROUTES[route](CM)
+    assert len(record) == (2 if route == "nested" else 1)  # outer and m both failed
+    assert [w.filename for w in record] == [__file__] * len(record)
+
+
+def test_cache_write_warning_points_at_the_calling_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    CM = failing_manager(tmp_path, monkeypatch)
+    with pytest.warns(CacheWriteWarning) as record:
+        line = sys._getframe().f_lineno + 1
+        assert CM.m() == 42
+    assert record[0].lineno == line
+
+
+def test_cache_write_failure_is_printed_once_without_logging_config(tmp_path: Path) -> None:
+    # An application that configured neither logging nor warnings, in its own process.
+    # The old symptom: the message twice on stderr (logging's last resort + warnings).
+    script = textwrap.dedent(
+        f"""
+        import errno
+        from metricache import DatedCacheManager, NpzStorageInterface
+
+        def disk_full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        CM = DatedCacheManager(NpzStorageInterface({str(tmp_path)!r}), verbose=False)
+        CM.set_functions_dict({{"m": lambda: 42}})
+        CM.storage_interface.write_entry = disk_full
+        assert CM["m"] == 42
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stderr.count("could not store metric 'm'") == 1, done.stderr
+    assert "CacheWriteWarning" in done.stderr
+
+
+def test_cache_write_failure_is_a_log_record_when_logging_is_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="metricache")
+    CM = failing_manager(tmp_path, monkeypatch)
+    with pytest.warns(CacheWriteWarning):
+        assert CM.get("m") == 42
+    failures = [m for m in metricache_messages(caplog) if "could not store metric 'm'" in m]
+    assert len(failures) == 1

@@ -283,3 +283,29 @@ def test_assigning_the_cache_replaces_its_contents(npz_manager: DatedCacheManage
     assert npz_manager.m() == 2  # not a stale memory hit
     npz_manager.cache = {"m": 5}
     assert npz_manager.m() == 5 and npz_manager["m"] == 5
+
+
+# -- a folder path instead of a storage interface -------------------------------------
+
+
+@pytest.mark.parametrize("as_type", [str, Path], ids=["str", "PathLike"])
+def test_a_folder_path_means_npz_storage_there(as_type: type, tmp_path: Path) -> None:
+    folder = tmp_path / "cache"
+    CM = DatedCacheManager(as_type(folder), verbose=False)
+    assert type(CM.storage_interface) is NpzStorageInterface
+    assert CM.storage_interface.metrics_dir == str(folder)
+    CM.set_functions_dict({"m": lambda: np.arange(3)})
+    CM.get("m")
+    assert (folder / "m.npz").is_file()
+    again = DatedCacheManager(str(folder), verbose=False)
+    np.testing.assert_array_equal(again.load("m"), [0, 1, 2])
+
+
+@pytest.mark.parametrize("wrong", [42, None, b"cache/", NpzStorageInterface])
+def test_anything_else_is_a_type_error_naming_what_was_expected(
+    wrong: Any, tmp_path: Path
+) -> None:
+    with pytest.raises(TypeError, match="StorageInterface.*folder path") as caught:
+        DatedCacheManager(wrong)
+    assert type(wrong).__qualname__ in str(caught.value)
+    assert list(tmp_path.iterdir()) == []

@@ -33,6 +33,7 @@ from .exceptions import (
     MetricNameCollisionError,
     MetricNotStoredError,
     MissingDependencyError,
+    PickleRequiredError,
     UnknownMetricError,
     UnsupportedValueError,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "MetricNotStoredError",
     "MetricacheError",
     "MissingDependencyError",
+    "PickleRequiredError",
     "UnknownMetricError",
     "UnsupportedValueError",
     # the seed's helpers and module paths (simple_metrics_manager.dated_cache_manager, ...)

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import time
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from ._log import logger, report, seconds
+from ._listing import CheckReport
+from ._log import report, seconds
+from ._memory import MISSING, MemoryTier
 from ._meta import EntryInfo
 from ._parameterized import ParamsList, collect_metric
 from ._registry import MetricRegistry
-from .exceptions import (
-    CacheWriteWarning,
-    CorruptEntryError,
-    MetricNotStoredError,
-    UnknownMetricError,
-    UnsupportedValueError,
-)
+from ._stored import OnCorrupt, StoredValues, as_storage
+from .exceptions import CorruptEntryError, MetricNotStoredError, UnknownMetricError
 from .storage import DATE_SUFFIX, StorageInterface
 
 __all__ = [
@@ -29,8 +26,7 @@ __all__ = [
     "ParameterizedDatedCacheManager",
 ]
 
-OnCorrupt = Literal["recompute", "raise"]
-_MISSING = object()
+_MISSING = MISSING
 
 
 class DatedCacheManager(MetricRegistry):
@@ -38,8 +34,9 @@ class DatedCacheManager(MetricRegistry):
 
     Parameters
     ----------
-    storage_interface : StorageInterface
-        Where values persist, e.g. ``NpzStorageInterface("cache/")``.
+    storage_interface : StorageInterface, str or os.PathLike
+        Where values persist, e.g. ``NpzStorageInterface("cache/")``; a folder
+        path is short for ``NpzStorageInterface(path)``.
     verbose : bool
         Default for every call's ``verbose``: report computes, saves and loads on
         the ``metricache`` logger (on stderr when no logging is configured).
@@ -51,6 +48,16 @@ class DatedCacheManager(MetricRegistry):
         metric (``LockTimeoutError`` after it). ``None`` waits as long as it computes.
     dynamic_metric_creation : bool
         Let collected metrics be called with parameters not declared in ``params_list``.
+    readonly : bool
+        Hand out values that cannot change what memory holds: arrays as read-only
+        views (changing one in place raises ``ValueError``; ``.copy()`` gives a
+        writeable array), lists and dicts as a fresh container per call. False
+        hands out the held object itself, as simple_metrics_manager did.
+
+    Notes
+    -----
+    Memory holds a value as a later load returns it (``storage.memory_form``):
+    with ``JsonStorageInterface`` an array or tuple is a list from the start.
 
     Examples
     --------
@@ -63,6 +70,8 @@ class DatedCacheManager(MetricRegistry):
     ...     return np.arange(4) ** 2
     >>> CM.squares()
     array([0, 1, 4, 9])
+    >>> CM.squares().flags.writeable
+    False
     >>> CM.exists("squares")
     True
     >>> CM.set_functions_dict({"answer": lambda: 42})
@@ -72,40 +81,62 @@ class DatedCacheManager(MetricRegistry):
 
     def __init__(
         self,
-        storage_interface: StorageInterface,
+        storage_interface: StorageInterface | str | os.PathLike[str],
         verbose: bool = True,
         *,
         on_corrupt: OnCorrupt = "recompute",
         lock_timeout: float | None = None,
         dynamic_metric_creation: bool = False,
+        readonly: bool = True,
     ) -> None:
         if on_corrupt not in ("recompute", "raise"):
             raise ValueError(f"on_corrupt must be 'recompute' or 'raise', not {on_corrupt!r}")
-        self.storage_interface = storage_interface
+        storage_interface = as_storage(storage_interface)
         self.verbose = verbose
-        self.on_corrupt: OnCorrupt = on_corrupt
         super().__init__(dynamic_metric_creation)
-        self._cache: dict[str, Any] = {}
-        self._infos: dict[str, EntryInfo] = {}
+        self._memory = MemoryTier(readonly)
+        # The memory tier's dict of shareable values: a memory hit is one lookup in it.
+        self._cache: dict[str, Any] = self._memory.values
+        self._stored = StoredValues(storage_interface, self._memory, on_corrupt)
+        self._infos: dict[str, EntryInfo] = self._stored.infos
         self._locks = storage_interface.locks(lock_timeout)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.storage_interface!r})"
 
     @property
-    def cache(self) -> dict[str, Any]:
-        """The in-memory cache: a dict of metric name -> value.
+    def storage_interface(self) -> StorageInterface:
+        """Where values persist."""
+        return self._stored.storage
 
-        Assigning a new dict replaces its contents; the dict itself stays the same
-        object, which the ``CM.<metric>`` functions hold on to for speed.
+    @property
+    def on_corrupt(self) -> OnCorrupt:
+        """What a load that fails verification does (``"recompute"`` or ``"raise"``)."""
+        return self._stored.on_corrupt
+
+    @on_corrupt.setter
+    def on_corrupt(self, value: OnCorrupt) -> None:
+        self._stored.on_corrupt = value
+
+    @property
+    def readonly(self) -> bool:
+        """Whether values are handed out so they cannot change what memory holds."""
+        return self._memory.readonly
+
+    @property
+    def cache(self) -> dict[str, Any]:
+        """The in-memory cache: a dict of metric name -> value, each safe to hand out.
+
+        With ``readonly`` (the default), list and dict values are held apart (each
+        caller gets a fresh container), so they are not in this dict. Assigning a
+        new dict replaces everything held; the dict itself stays the same object,
+        which the ``CM.<metric>`` functions hold on to for speed.
         """
         return self._cache
 
     @cache.setter
     def cache(self, values: dict[str, Any]) -> None:
-        if values is not self._cache:
-            self._cache.clear()
-            self._cache.update(values)
+        self._memory.replace(values)
 
     def check_name(self, name: str) -> None:
         """Raise :class:`~metricache.InvalidMetricNameError` unless storage can hold *name*."""
@@ -139,27 +170,29 @@ class DatedCacheManager(MetricRegistry):
 
     def exists(self, name: str) -> bool:
         """Whether *name*'s value is available without computing (in memory or stored)."""
-        if name in self._cache:
+        if name in self._memory:
             return True
         self.storage_interface.check_name(name)
         return self.storage_interface.exists(name)
 
     def clear_cache(self) -> None:
         """Forget every value held in memory (stored values are kept)."""
-        self._cache.clear()
+        self._memory.clear()
         self._infos.clear()
 
     def compute(self, name: str, force: bool = False, verbose: bool | None = None) -> Any:
         """Return *name*'s value from memory, computing it (into memory only) when missing."""
-        if not force and name in self._cache:
-            return self._cache[name]
+        if not force:
+            held = self._memory.lookup(name)
+            if held is not MISSING:
+                return held
         self.storage_interface.check_name(name)
         with self._locks.computing(name):
-            if not force and name in self._cache:
-                return self._cache[name]
+            held = MISSING if force else self._memory.lookup(name)
+            if held is not MISSING:
+                return held
             value, _ = self._run(name, verbose)
-        self._cache[name] = value
-        return value
+            return self._hold_computed(name, value)
 
     def save(self, name: str, force: bool = False, verbose: bool | None = None) -> None:
         """Compute *name* and store it, unless it is already stored (or *force*).
@@ -170,20 +203,21 @@ class DatedCacheManager(MetricRegistry):
         with self._locks.computing(name):
             if not force and self.storage_interface.exists(name):
                 return
-            if not force and name in self._cache:
-                value, duration = self._cache[name], None
-            else:
-                value, duration = self._run(name, verbose)
-                self._cache[name] = value
-            self._write(name, value, duration, verbose, strict=True)
+            value = MISSING if force else self._memory.lookup(name)
+            if value is not MISSING:
+                self._write(name, value, None, verbose, strict=True)
+                return
+            value, duration = self._run(name, verbose)
+            self._store_computed(name, value, duration, verbose, strict=True)
 
     def load(self, name: str, force: bool = False, verbose: bool | None = None) -> Any:
         """Return *name*'s stored value (from memory unless *force*); never computes it.
 
         Raises ``MetricNotStoredError`` if it was never stored.
         """
-        if not force and name in self._cache:
-            return self._cache[name]
+        held = MISSING if force else self._memory.lookup(name)
+        if held is not MISSING:
+            return held
         self.storage_interface.check_name(name)
         value = self._try_load(name, verbose)
         if isinstance(value, CorruptEntryError):
@@ -219,7 +253,7 @@ class DatedCacheManager(MetricRegistry):
         """Remove *name* from memory and storage; return whether it was stored."""
         self.storage_interface.check_name(name)
         with self._locks.computing(name):
-            self._cache.pop(name, None)
+            self._memory.forget(name)
             self._infos.pop(name, None)
             return self.storage_interface.delete(name)
 
@@ -245,10 +279,22 @@ class DatedCacheManager(MetricRegistry):
             raise MetricNotStoredError(f"metric {name!r} is not stored")
         return found
 
+    def entries(self) -> Iterator[EntryInfo]:
+        """An :class:`EntryInfo` for every stored entry (read from records, nothing decoded)."""
+        return self.storage_interface.entries()
+
+    def check(self) -> CheckReport:
+        """Verify every stored entry against its checksum, changing nothing."""
+        return self.storage_interface.check()
+
     # -- internals --------------------------------------------------------------
 
     def _get(self, name: str, use_stored: bool, verbose: bool | None) -> Any:
         """The slow path of :meth:`get`: storage, then single-flight compute."""
+        if use_stored:
+            held = self._memory.lookup(name)  # a list or dict, held apart from the cache
+            if held is not MISSING:
+                return held
         date = self._date_alias(name)
         if date is not None:
             return date
@@ -260,8 +306,9 @@ class DatedCacheManager(MetricRegistry):
         with self._locks.computing(name):
             if use_stored:
                 # Another thread or process may have stored it while we waited.
-                if name in self._cache:
-                    return self._cache[name]
+                value = self._memory.lookup(name)
+                if value is not MISSING:
+                    return value
                 value = self._try_load(name, verbose)
                 if isinstance(value, CorruptEntryError):
                     self._quarantine(name, value)
@@ -283,24 +330,6 @@ class DatedCacheManager(MetricRegistry):
         except (MetricNotStoredError, ValueError):
             return None
 
-    def _try_load(self, name: str, verbose: bool | None) -> Any:
-        """The stored value, ``_MISSING``, or the ``CorruptEntryError`` (policy permitting)."""
-        try:
-            value, info = self.storage_interface.read_entry(name)
-        except MetricNotStoredError:
-            return _MISSING
-        except CorruptEntryError as err:
-            if self.on_corrupt == "raise":
-                raise
-            return err
-        self._cache[name] = value
-        if info is not None:
-            self._infos[name] = info
-        if self._verbose(verbose):
-            when = info.timestamp.isoformat(timespec="seconds") if info else "an unknown date"
-            report("Load %s computed on %s", name, when)
-        return value
-
     def _recover(self, name: str, verbose: bool | None) -> Any:
         """Quarantine a corrupt entry and recompute it (``on_corrupt="recompute"``)."""
         with self._locks.computing(name):
@@ -311,22 +340,34 @@ class DatedCacheManager(MetricRegistry):
                 self._quarantine(name, value)
             return self._compute_and_store(name, verbose)
 
+    def _try_load(self, name: str, verbose: bool | None) -> Any:
+        """The stored value, ``_MISSING``, or the ``CorruptEntryError`` (policy permitting)."""
+        return self._stored.load(name, self._verbose(verbose))
+
     def _quarantine(self, name: str, err: CorruptEntryError) -> None:
-        if name not in self.functions_dict:
-            # Nothing could replace it: leave the files where they are and say why.
-            raise CorruptEntryError(
-                f"{err} (and no function is defined for {name!r} to recompute it)"
-            ) from err
-        where = self.storage_interface.quarantine(name)
-        logger.warning(
-            "corrupt entry %r (%s); moved to %s and recomputing", name, err, where or "nowhere"
-        )
+        self._stored.quarantine(name, err, name in self.functions_dict)
 
     def _compute_and_store(self, name: str, verbose: bool | None) -> Any:
         value, duration = self._run(name, verbose)
-        self._cache[name] = value
-        self._write(name, value, duration, verbose, strict=False)
-        return value
+        return self._store_computed(name, value, duration, verbose, strict=False)
+
+    def _store_computed(
+        self, name: str, value: Any, duration: float | None, verbose: bool | None, strict: bool
+    ) -> Any:
+        """Write a computed value and hold it; return what the caller gets.
+
+        A value the storage refuses is not held; one whose write failed is (and a
+        strict write's error propagates after holding it).
+        """
+        try:
+            self._write(name, value, duration, verbose, strict)
+        except OSError:
+            self._hold_computed(name, value)
+            raise
+        return self._hold_computed(name, value)
+
+    def _hold_computed(self, name: str, value: Any) -> Any:
+        return self._stored.hold_computed(name, value)
 
     def _run(self, name: str, verbose: bool | None) -> tuple[Any, float]:
         """Call *name*'s function; its exception propagates unchanged, with a note."""
@@ -351,24 +392,7 @@ class DatedCacheManager(MetricRegistry):
     def _write(
         self, name: str, value: Any, duration: float | None, verbose: bool | None, strict: bool
     ) -> None:
-        """Store a computed value; a failed write warns (or raises when *strict*)."""
-        try:
-            info = self.storage_interface.write_entry(name, value, duration)
-        except UnsupportedValueError as err:
-            self._cache.pop(name, None)
-            err.value = value  # type: ignore[attr-defined]
-            err.args = (f"{err} (the computed value is on this exception as .value)",)
-            raise
-        except OSError as err:
-            if strict:
-                raise
-            message = f"could not store metric {name!r} ({err}); the value is kept in memory only"
-            logger.warning("%s", message)
-            warnings.warn(message, CacheWriteWarning, stacklevel=4)
-            return
-        self._infos[name] = info
-        if self._verbose(verbose):
-            report("Save %s", name)
+        self._stored.write(name, value, duration, self._verbose(verbose), strict)
 
     def _verbose(self, verbose: bool | None) -> bool:
         return self.verbose if verbose is None else verbose

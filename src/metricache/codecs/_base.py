@@ -52,6 +52,13 @@ class Codec(ABC):
         """
         return self.read(f, hint)
 
+    def memory_form(self, value: Any) -> Any:
+        """*value* as :meth:`read` would return it after :meth:`write`, without encoding.
+
+        The default returns *value* itself: right for a codec that is type-faithful.
+        """
+        return value
+
     def size_hint(self, value: Any) -> int | None:
         """The exact number of bytes :meth:`write` will produce, when cheap to know."""
         return None

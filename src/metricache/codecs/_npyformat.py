@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from ..exceptions import CorruptEntryError, UnsupportedValueError
+from ..exceptions import CorruptEntryError, PickleRequiredError, UnsupportedValueError
 
 #: Bytes per ``readinto`` call when filling an array from a zip member: zipfile's
 #: CRC then runs over data still in the CPU cache (256 KiB is numpy's read size).
@@ -222,12 +222,13 @@ def _expect_end(f: ByteReader) -> None:
         raise CorruptEntryError("unexpected data after the end of the .npy array")
 
 
-def _refuse_pickle(dtype: np.dtype[Any], interface: str) -> CorruptEntryError:
-    """The error for a pickled object array met while pickling is off."""
-    return CorruptEntryError(
+def _refuse_pickle(dtype: np.dtype[Any] | str, interface: str) -> PickleRequiredError:
+    """The error for a pickled object array met while pickling is off (not corruption)."""
+    return PickleRequiredError(
         f"the file holds a pickled object array (dtype {dtype}); it was not loaded "
         "because unpickling can run arbitrary code and allow_pickle is False; pass "
-        f"allow_pickle=True to {interface}(...) only if you trust the file"
+        f"allow_pickle=True to {interface}(...) only if you trust the file (it was "
+        "left where it is)"
     )
 
 
@@ -245,13 +246,18 @@ def _read_pickled(f: ByteReader, shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
-def _read_format_3(f: ByteReader, head: bytes, allow_pickle: bool) -> np.ndarray:
+def _read_format_3(f: ByteReader, head: bytes, allow_pickle: bool, interface: str) -> np.ndarray:
     """Read a format 3.0 (or unknown-version) file with numpy's reader, in memory."""
     data = io.BytesIO(head + _read_to_end(f))
     try:
         arr = np.lib.format.read_array(
             data, allow_pickle=allow_pickle, max_header_size=_MAX_HEADER
         )
+    except ValueError as exc:
+        # numpy refuses object arrays with this wording ("... when allow_pickle=False")
+        if not allow_pickle and "allow_pickle" in str(exc):
+            raise _refuse_pickle("object", interface) from None
+        raise CorruptEntryError(f"cannot read .npy file: {exc}") from exc
     except (*_HEADER_ERRORS, *_UNPICKLE_ERRORS) as exc:
         raise CorruptEntryError(f"cannot read .npy file: {exc}") from exc
     if data.tell() != len(data.getbuffer()):
@@ -380,12 +386,13 @@ def decode_array(
     Raises
     ------
     CorruptEntryError
-        On bad magic, a malformed header, a truncated stream, trailing bytes, or a
-        pickled array while *allow_pickle* is False.
+        On bad magic, a malformed header, a truncated stream or trailing bytes.
+    PickleRequiredError
+        For a pickled (object) array while *allow_pickle* is False.
     """
     header, head = _read_header(f)
     if header is None:
-        return _read_format_3(f, head, allow_pickle)
+        return _read_format_3(f, head, allow_pickle, interface)
     shape, fortran, dtype = header
     if dtype.hasobject:
         if not allow_pickle:

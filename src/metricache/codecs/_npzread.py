@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import numpy as np
 
-from ..exceptions import CorruptEntryError
+from ..exceptions import CorruptEntryError, PickleRequiredError
 from . import _values
 from ._npyformat import STREAM_CHUNK, ByteReader, decode_array
 
@@ -79,6 +79,8 @@ class _Reader:
                 # the CRC runs best on cache-sized chunks; without it, one read
                 chunk=STREAM_CHUNK if self._check_crc else None,
             )
+        except PickleRequiredError as exc:
+            raise PickleRequiredError(f"member {name!r} of the .npz: {exc}") from None
         except CorruptEntryError as exc:
             raise CorruptEntryError(f"member {name!r} of the .npz: {exc}") from exc
 

@@ -23,6 +23,7 @@ _CHUNK = 1 << 20
 #: Array kinds whose ``tolist()`` is already JSON-native (bool, int, float, str).
 _NATIVE_KINDS = frozenset("biufU")
 _SCALARS = (str, int, float)  # bool is an int
+_EXACT = frozenset((str, int, float, bool))
 
 
 class _Rejected(Exception):
@@ -39,23 +40,37 @@ def _where(path: list[str]) -> str:
     return "value" + "".join(reversed(path))
 
 
-def _coerce_array(value: np.ndarray, active: set[int]) -> Any:
+class _Walk:
+    """State of one coercion: the containers being walked, and whether to go exact."""
+
+    def __init__(self, exact: bool) -> None:
+        self.active: set[int] = set()
+        #: Also turn subclasses of str/int/float into the base type, as a load would.
+        self.exact = exact
+
+
+def _reloaded(value: Any) -> Any:
+    """A subclass instance of str/int/float as JSON writes and reads it back (rare)."""
+    return json.loads(_dumps(value))
+
+
+def _coerce_array(value: np.ndarray, active: _Walk) -> Any:
     """An array as nested lists; datetimes are refused (tolist() would change them)."""
     if value.dtype.kind in "Mm":
         raise _Rejected(f"a {value.dtype} array (JSON has no date/time type)")
     if value.dtype.kind in _NATIVE_KINDS:
-        return value.tolist()  # already JSON-native: no need to walk it
+        return value.tolist()  # already JSON-native (and exact types): no need to walk it
     return _coerce(value.tolist(), active)
 
 
-def _coerce_scalar(value: np.generic, active: set[int]) -> Any:
+def _coerce_scalar(value: np.generic, active: _Walk) -> Any:
     """A numpy scalar as the Python scalar ``.item()`` gives."""
     if value.dtype.kind in "Mm":
         raise _Rejected(f"a numpy {value.dtype} scalar (JSON has no date/time type)")
     return _coerce(value.item(), active)
 
 
-def _coerce_items(pairs: Any, active: set[int], as_dict: bool) -> Any:
+def _coerce_items(pairs: Any, active: _Walk, as_dict: bool) -> Any:
     """Coerce the items of a list (``(index, item)``) or dict (``(key, item)``)."""
     out: Any = {} if as_dict else []
     for key, item in pairs:
@@ -67,30 +82,31 @@ def _coerce_items(pairs: Any, active: set[int], as_dict: bool) -> Any:
             exc.path.append(f"[{key!r}]")
             raise
         if as_dict:
-            out[str(key)] = coerced
+            text = str(key)
+            out[text if type(text) is str or not active.exact else _reloaded(text)] = coerced
         else:
             out.append(coerced)
     return out
 
 
-def _coerce_container(
-    value: list[Any] | tuple[Any, ...] | dict[Any, Any], active: set[int]
-) -> Any:
+def _coerce_container(value: list[Any] | tuple[Any, ...] | dict[Any, Any], active: _Walk) -> Any:
     """Coerce a list, tuple or dict, refusing reference cycles."""
-    if id(value) in active:
+    if id(value) in active.active:
         raise _Rejected("a reference cycle (a container that contains itself)")
-    active.add(id(value))
+    active.active.add(id(value))
     try:
         if isinstance(value, dict):
             return _coerce_items(value.items(), active, as_dict=True)
         return _coerce_items(enumerate(value), active, as_dict=False)
     finally:
-        active.discard(id(value))
+        active.active.discard(id(value))
 
 
-def _coerce(value: Any, active: set[int]) -> Any:
+def _coerce(value: Any, active: _Walk) -> Any:
     """Return *value* as JSON-native objects, or raise _Rejected."""
     if value is None or (isinstance(value, _SCALARS) and not isinstance(value, np.generic)):
+        if active.exact and type(value) not in _EXACT:
+            return _reloaded(value)
         return value
     if isinstance(value, np.generic):
         return _coerce_scalar(value, active)
@@ -101,7 +117,7 @@ def _coerce(value: Any, active: set[int]) -> Any:
     raise _Rejected(f"a {type(value).__module__}.{type(value).__qualname__}")
 
 
-def to_json_native(value: Any) -> Any:
+def to_json_native(value: Any, *, exact: bool = False) -> Any:
     """Return *value* with numpy arrays/scalars coerced and tuples turned into lists.
 
     Parameters
@@ -109,11 +125,14 @@ def to_json_native(value: Any) -> Any:
     value : Any
         Any nesting of dicts (str keys), lists, tuples, str, int, float, bool,
         None, numpy arrays and numpy scalars.
+    exact : bool
+        Return exactly what decoding the encoded value would (see ``memory_form``).
 
     Returns
     -------
     Any
-        An equivalent value made of JSON-native types only.
+        An equivalent value made of JSON-native types only; with *exact*, of the
+        exact types a load returns (no subclasses of str, int or float).
 
     Raises
     ------
@@ -122,7 +141,7 @@ def to_json_native(value: Any) -> Any:
         sets, datetimes, generators, non-str dict keys, cycles, other objects).
     """
     try:
-        return _coerce(value, set())
+        return _coerce(value, _Walk(exact))
     except _Rejected as exc:
         raise UnsupportedValueError(
             f"JsonStorageInterface cannot store {_where(exc.path)}: it is {exc.reason}; "
@@ -175,6 +194,30 @@ class JsonCodec(Codec):
             keys, reference cycles and arbitrary objects.
         """
         _dumps(to_json_native(value))
+
+    def memory_form(self, value: Any) -> Any:
+        """*value* exactly as :meth:`read` returns it after :meth:`write`, without JSON text.
+
+        Arrays become nested lists, numpy scalars Python scalars, tuples lists,
+        and subclasses of str/int/float (an ``IntEnum``) their base type.
+
+        Parameters
+        ----------
+        value : Any
+            A value accepted by :meth:`validate`.
+
+        Returns
+        -------
+        Any
+            Equal to ``read(write(value))``, types included, in new containers.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> JsonCodec().memory_form({"a": (np.arange(2), np.float32(0.5))})
+        {'a': [[0, 1], 0.5]}
+        """
+        return to_json_native(value, exact=True)
 
     def write(self, value: Any, f: BinaryIO) -> str | None:
         """Write *value* as UTF-8 JSON to *f* in one ``write`` call.

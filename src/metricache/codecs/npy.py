@@ -52,7 +52,7 @@ class NpyCodec(Codec):
     Notes
     -----
     A file holding a pickled object array, read while *allow_pickle* is False,
-    raises :class:`~metricache.CorruptEntryError` without unpickling anything.
+    raises :class:`~metricache.PickleRequiredError` without unpickling anything.
     """
 
     name = "npy"
@@ -155,6 +155,8 @@ class NpyCodec(Codec):
         ------
         CorruptEntryError
             If the stream is not a complete, valid ``.npy`` file.
+        PickleRequiredError
+            If it holds a pickled object array and *allow_pickle* is False.
         """
         # typing.BinaryIO omits readinto, which the storage's streams do provide
         reader = cast(ByteReader, f)

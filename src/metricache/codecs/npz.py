@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..exceptions import CorruptEntryError, UnsupportedValueError
+from ..exceptions import CorruptEntryError, PickleRequiredError, UnsupportedValueError
 from . import _values
 from ._base import Codec
 from ._npyformat import encode_array
@@ -82,7 +82,7 @@ class NpzCodec(Codec):
     Notes
     -----
     Reading a member that is a pickled object array while *allow_pickle* is False
-    raises :class:`~metricache.CorruptEntryError` before anything is unpickled.
+    raises :class:`~metricache.PickleRequiredError` before anything is unpickled.
     """
 
     name = "npz"
@@ -260,14 +260,15 @@ class NpzCodec(Codec):
         ------
         CorruptEntryError
             If *f* is not a valid zip, a member is damaged (its CRC-32 is checked
-            unless *verified*) or not a ``.npy`` file, the manifest is malformed,
-            or a member is a pickled object array while *allow_pickle* is False.
+            unless *verified*) or not a ``.npy`` file, or the manifest is malformed.
+        PickleRequiredError
+            If a member is a pickled object array while *allow_pickle* is False.
         """
         try:
             with zipfile.ZipFile(_in_memory_if_small(f)) as zf:
                 return _Reader(self, zf, check_crc=not verified).read()
-        except CorruptEntryError:
-            raise
+        except (CorruptEntryError, PickleRequiredError):
+            raise  # PickleRequiredError is a ValueError, and no zip error
         except _ZIP_ERRORS as exc:
             raise CorruptEntryError(f"not a valid .npz file: {exc!r}") from exc
 
