@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from metricache import (
     DatedCacheManager,
@@ -19,7 +21,8 @@ from metricache import (
     StorageInterface,
     default_name_generation_function,
 )
-from metricache._names import validate_name
+from metricache._keys import param_key
+from metricache._names import hashed_name, plain_name, seed_faithful, validate_name
 
 SUFFIXES = ["", ".npz", ".npy", ".json"]
 # No file a cache folder holds may have a name longer than this many bytes (ext4,
@@ -244,3 +247,89 @@ def test_rejected_name_in_functions_dict_is_refused(npz_manager: DatedCacheManag
     with pytest.raises(InvalidMetricNameError, match="path separator"):
         npz_manager.set_functions_dict({"ok": lambda: 1, "../up": lambda: 2})
     assert list(npz_manager.functions_dict) == ["first"]
+
+
+@given(
+    base=st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,30}", fullmatch=True),
+    values=st.lists(
+        st.one_of(st.text(), st.floats(), st.integers(), st.binary(), st.none()), max_size=4
+    ),
+    keywords=st.dictionaries(st.from_regex(r"[a-z]{1,8}", fullmatch=True), st.text(), max_size=2),
+)
+def test_hashed_names_are_always_safe_file_names(
+    base: str, values: list[Any], keywords: dict[str, Any]
+) -> None:
+    name = hashed_name(base, values, sorted(keywords.items()), "0123456789abcdef")
+    for suffix in SUFFIXES:
+        assert validate_name(name, suffix) == name
+    assert name.endswith("~0123456789abcdef")
+
+
+PLAINISH = st.one_of(
+    st.integers(),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(
+        ["a", "b", "a-b", "ab", "None", "True", "nan", "inf", "1", "a_b", "apb", "a.b"]
+    ),
+    st.integers(-3, 3).map(np.int64),
+    st.floats(width=32).map(np.float32),
+    st.floats().map(np.float64),
+)
+
+
+@given(st.lists(PLAINISH, max_size=3), st.lists(PLAINISH, max_size=3))
+def test_plain_names_tell_every_call_apart(a: list[Any], b: list[Any]) -> None:
+    # Calls with different arguments never share a plain name (so no other process
+    # can store a different call under it).
+    name_a, name_b = plain_name("f", a, ()), plain_name("f", b, ())
+    if name_a is not None and name_a == name_b:
+        assert list(map(param_key, a)) == list(map(param_key, b))
+
+
+@pytest.mark.parametrize(
+    ("value", "faithful"),
+    [
+        (np.array([1, 2, 3]), True),
+        (np.array([0.1, 0.2]), True),
+        (np.array([0.1000000001, 0.2]), False),  # printed as [0.1 0.2]
+        (np.arange(2000), False),  # printed with '...'
+        (np.arange(40.0), False),  # printed on two lines
+        (np.eye(2), False),
+        (np.array([True, False]), True),
+        ("any string", True),
+        ([np.array([1]), 2], True),
+        ((np.arange(2000),), False),
+    ],
+    ids=repr,
+)
+def test_declared_values_keep_the_seed_name_only_when_it_is_faithful(
+    value: Any, faithful: bool
+) -> None:
+    assert seed_faithful(value) is faithful
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (["a", "b"], ["a_b"]),
+        ([0.5], ["0p5"]),
+        ([0.5], ["0.5"]),
+        (["a.b"], ["apb"]),
+        ([1], ["1"]),
+        ([1], [1.0]),
+        ([1], [True]),
+        ([True], ["True"]),
+        ([None], ["None"]),
+        ([float("nan")], ["nan"]),
+        ([float("inf")], ["inf"]),
+        ([0.1], [np.float32(0.1)]),
+        ([0.0], [-0.0]),
+    ],
+    ids=repr,
+)
+def test_calls_the_seed_named_alike_get_different_plain_names(a: list[Any], b: list[Any]) -> None:
+    # The seed's rule makes one name of each pair; at most one of them keeps it.
+    name_a, name_b = plain_name("f", a, ()), plain_name("f", b, ())
+    assert name_a is None or name_a != name_b

@@ -49,8 +49,9 @@ class CollectedMetric:
     ``CM.<base_name>`` is its :meth:`front`: a function that returns the cached
     value for the parameters it is called with, and carries the seed's attributes
     ``original_function``, ``base_name``, ``params_list`` (the object passed to
-    ``collect``, unchanged), ``name_generation_function`` and ``get_all`` (plus
-    ``metric_name`` and ``collected``, this object).
+    ``collect``, unchanged; an iterator is kept as the tuple it yielded),
+    ``name_generation_function`` and ``get_all`` (plus ``metric_name`` and
+    ``collected``, this object).
     """
 
     def __init__(
