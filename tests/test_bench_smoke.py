@@ -29,6 +29,8 @@ TITLES = [
     "(d) cold read: 300 entries",
     "(e) get_all over the 300 entries, cold",
     "(e) get_all over the 300 entries, warm",
+    "(f) open a folder of 2,000 entries",
+    "(f) list a folder of 2,000 entries",
 ]
 
 
@@ -75,15 +77,15 @@ def test_every_table_compares_metricache_with_the_field(
         assert any(n.startswith("metricache") for n in names), table["title"]
         for row in table["rows"]:
             assert row["median_s"] > 0 and row["min_s"] <= row["median_s"], row
-    others = {row["name"] for table in tables[:-2] for row in table["rows"]}
+    others = {row["name"] for table in tables[:-4] for row in table["rows"]}
     assert {"joblib.Memory", "diskcache memoize", "lru_cache call"} <= others
 
 
 def test_reports_each_target_with_a_verdict(quick_run: tuple[str, dict[str, object]]) -> None:
     out, dump = quick_run
     targets = [t for table in dump["tables"] for t in table["targets"]]
-    # memory hit 3, disk hit 2 per size, miss 2 per size, fill 2, cold read 2
-    assert len(targets) == 3 + 2 * 3 + 2 * 3 + 2 + 2
+    # memory hit 3, disk hit 2 per size, miss 2 per size, fill 2, cold read 2, open 1
+    assert len(targets) == 3 + 2 * 3 + 2 * 3 + 2 + 2 + 1
     verdicts = [line for line in out.splitlines() if line.strip().startswith("target:")]
     assert len(verdicts) == len(targets)
     assert all(line.endswith(("PASS", "MISS")) for line in verdicts)

@@ -8,6 +8,8 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +20,10 @@ from metricache import (
     DatedCacheManager,
     LockTimeoutError,
     MetricCycleError,
+    NpyStorageInterface,
     NpzStorageInterface,
 )
-from metricache._locking import LOCK_DIR
+from metricache._locking import LOCK_DIR, LocalLocks, LockProvider, ThreadLocks
 
 from . import _workers
 from ._workers import PATIENCE, calls, manager, touch
@@ -350,25 +353,49 @@ def test_cycle_through_two_managers_of_one_folder(
 # -- the hot path ----------------------------------------------------------------------
 
 
-def test_memory_hit_takes_no_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    CM = DatedCacheManager(NpzStorageInterface(tmp_path / "cache"), verbose=False)
+class CountingLocks:
+    """A lock provider (the narrow protocol) that records every name it is asked to hold."""
+
+    def __init__(self, inner: LockProvider) -> None:
+        self.inner, self.held, self.timeouts = inner, [], []  # type: ignore[var-annotated]
+
+    def hold(self, name: str, timeout: float | None = None) -> AbstractContextManager[None]:
+        self.held.append(name)
+        self.timeouts.append(timeout)
+        return self.inner.hold(name, timeout)
+
+
+def test_memory_hit_takes_no_lock(tmp_path: Path) -> None:
+    locks = CountingLocks(LocalLocks(tmp_path / "cache"))
+    CM = DatedCacheManager(NpzStorageInterface(tmp_path / "cache"), verbose=False, locks=locks)
 
     @CM.collect
     def answer() -> np.ndarray:
         return np.arange(3)
 
-    locked: list[str] = []
-    computing = CM._locks.computing
-
-    def counting(name: str) -> Any:
-        locked.append(name)
-        return computing(name)
-
-    monkeypatch.setattr(CM._locks, "computing", counting)
     CM.get("answer")
-    assert locked == ["answer"]  # the miss computes under the lock
+    assert locks.held == ["answer"]  # the miss computes under the lock
     for hit in (lambda: CM.get("answer"), lambda: CM["answer"], CM.answer):
         np.testing.assert_array_equal(hit(), np.arange(3))
     CM.compute("answer")
     CM.load("answer")
-    assert locked == ["answer"]
+    assert locks.held == ["answer"]
+
+
+def test_a_custom_lock_provider_serialises_threads_and_gets_the_timeout(tmp_path: Path) -> None:
+    locks = CountingLocks(ThreadLocks())
+    CM = DatedCacheManager(
+        NpyStorageInterface(tmp_path), verbose=False, locks=locks, lock_timeout=20
+    )
+    ran: list[int] = []
+
+    def slow() -> int:
+        ran.append(1)
+        time.sleep(0.2)
+        return 5
+
+    CM.set_functions_dict({"slow": slow})
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(lambda _: CM["slow"], range(8))) == [5] * 8
+    assert ran == [1] and set(locks.timeouts) == {20}
+    assert CM.locks is locks

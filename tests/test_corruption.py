@@ -20,9 +20,8 @@ from metricache import (
     StorageInterface,
 )
 
-from .conftest import Counter
+from .conftest import Counter, record_file
 
-META = Path(".metricache") / "meta"
 QUARANTINE = Path(".metricache") / "quarantine"
 VALUE = np.arange(200)
 OTHER = np.arange(3)
@@ -124,7 +123,10 @@ def stored_entry(storage_class: type[StorageInterface], folder: Path) -> Entry:
     CM.get("other")
     ext = CM.storage_interface.file_ext
     return Entry(
-        folder, folder / f"m{ext}", folder / META / "m.json", folder / META / "other.json"
+        folder,
+        folder / f"m{ext}",
+        record_file(folder, "m", ext),
+        record_file(folder, "other", ext),
     )
 
 
@@ -241,7 +243,7 @@ def test_verify_detects_a_flip_that_mmap_loads_skip(tmp_path: Path) -> None:
     CM = manager(NpyStorageInterface(tmp_path, mmap_mode="r"), Counter(original))
     CM.get("m")
     assert CM.verify("m") == CM.info("m")
-    flip_byte(Entry(tmp_path, tmp_path / "m.npy", tmp_path / META / "m.json", Path()))
+    flip_byte(Entry(tmp_path, tmp_path / "m.npy", record_file(tmp_path, "m", ".npy"), Path()))
 
     fresh = manager(NpyStorageInterface(tmp_path, mmap_mode="r"), Counter(), on_corrupt="raise")
     # Memory-mapped loads are O(1): they check the size, not the checksum.

@@ -30,6 +30,7 @@ from metricache import (
     StorageInterface,
     UnsupportedValueError,
 )
+from metricache._layout import record_key
 
 from .conftest import Counter
 
@@ -382,7 +383,7 @@ def test_unreadable_entry_raises_and_is_not_quarantined(
     real_open = builtins.open
 
     def no_read(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        if file == data:
+        if os.fspath(file) == str(data):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
         return real_open(file, mode, *args, **kwargs)
 
@@ -466,7 +467,8 @@ def test_disk_full_keeps_the_old_value_and_warns(
     before = snapshot(tmp_path, locks=False)
     new = Counter(NEW)
     CM.set_functions_dict({"m": new, "new": new})
-    folder = tmp_path if where == "data" else tmp_path / ".metricache" / "meta"
+    record = record_key("m", CM.storage_interface.file_ext)
+    folder = tmp_path if where == "data" else (tmp_path / record).parent
     full = fill_disk(monkeypatch, folder, budget=100)
 
     with pytest.warns(CacheWriteWarning, match="could not store metric 'm'.*No space left"):

@@ -254,13 +254,15 @@ def test_storage_interface_missing_a_method_fails_at_construction() -> None:
         Incomplete()  # type: ignore[abstract]
 
 
-def test_metrics_dir_accepts_pathlike_and_creates_parents(tmp_path: Path) -> None:
+def test_metrics_dir_accepts_pathlike_and_its_first_write_creates_parents(tmp_path: Path) -> None:
     folder = tmp_path / "a" / "b" / "c"
     storage = NpyStorageInterface(folder)
-    assert folder.is_dir()
+    assert not (tmp_path / "a").exists()  # opening creates nothing
     assert storage.metrics_dir == str(folder)
-    NpzStorageInterface(str(tmp_path / "as-str"))
-    assert (tmp_path / "as-str").is_dir()
+    storage.save("m", np.arange(3))
+    assert folder.is_dir()
+    NpzStorageInterface(str(tmp_path / "as-str")).save("m", 1)
+    assert (tmp_path / "as-str" / "m.npz").is_file()
 
 
 def test_on_corrupt_is_validated(tmp_path: Path) -> None:

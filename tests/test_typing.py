@@ -69,12 +69,6 @@ def test_the_managers_own_attributes_keep_their_types(tmp_path: Path, mypy_cache
     assert 'Argument 1 to "get"' in done.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DatedCacheManager.collect() is annotated '-> Any', which mypy --strict "
-    "calls an untyped decorator in @CM.collect(params_list=...); it needs typed "
-    "overloads (bare: Callable -> Callable; called: -> a decorator)",
-)
 def test_the_typed_example_passes_mypy_strict(mypy_cache: Path) -> None:
     done = mypy(EXAMPLE, mypy_cache)
     assert done.returncode == 0, done.stdout + done.stderr

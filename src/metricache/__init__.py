@@ -11,6 +11,8 @@ from __future__ import annotations
 # after a bare `import pkg`.
 from . import dated_cache_manager, storage_interface
 from ._filebased import FileBasedStorageInterface
+from ._listing import CheckReport, Damage
+from ._locking import LocalLocks, LockProvider, ThreadLocks
 from ._manager import (
     CollectingDatedCacheManager,
     DataCacheManager,
@@ -60,7 +62,13 @@ __all__ = [
     "NpyStorageInterface",
     "NpzStorageInterface",
     "StorageInterface",
-    # metadata and naming
+    # locks
+    "LocalLocks",
+    "LockProvider",
+    "ThreadLocks",
+    # metadata, listing and naming
+    "CheckReport",
+    "Damage",
     "EntryInfo",
     "default_name_generation_function",
     # exceptions and warnings

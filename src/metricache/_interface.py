@@ -15,7 +15,7 @@ from typing import Any
 
 from ._layout import DATE_SUFFIX
 from ._listing import CheckReport, Damage
-from ._locking import LockProvider, ThreadLocks, TimedLocks
+from ._locking import LockProvider, ThreadLocks
 from ._meta import EntryInfo, utc_now
 from ._names import validate_name
 from .exceptions import CorruptEntryError, MetricNotStoredError
@@ -106,10 +106,6 @@ class StorageInterface(ABC):
         if provider is None:
             provider = self.__dict__.setdefault("_thread_locks", ThreadLocks())
         return provider  # type: ignore[no-any-return]
-
-    def locks(self, timeout: float | None = None) -> TimedLocks:
-        """Transitional: :meth:`lock_provider` with a fixed timeout."""
-        return TimedLocks(self.lock_provider(), timeout)
 
     def entries(self) -> Iterator[EntryInfo]:
         """An :class:`EntryInfo` for every stored entry (default: from :meth:`stored_names`)."""

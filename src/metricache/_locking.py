@@ -325,28 +325,3 @@ class ThreadLocks(LocalLocks):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), ()
-
-
-class NameLocks(LocalLocks):
-    """Transitional: a :class:`LocalLocks` with a fixed timeout and ``computing(name)``."""
-
-    def __init__(
-        self, folder: str | os.PathLike[str] | None, timeout: float | None = None
-    ) -> None:
-        super().__init__(folder)
-        self.timeout = timeout
-
-    def computing(self, name: str) -> AbstractContextManager[None]:
-        """Hold *name* (with this provider's timeout) and mark it as computing."""
-        return single_flight(self, name, self.timeout)
-
-
-class TimedLocks:
-    """Transitional: a provider with a fixed timeout, holding names via ``computing(name)``."""
-
-    def __init__(self, provider: LockProvider, timeout: float | None) -> None:
-        self.provider, self.timeout = provider, timeout
-
-    def computing(self, name: str) -> AbstractContextManager[None]:
-        """Hold *name* (with this timeout) and mark it as computing."""
-        return single_flight(self.provider, name, self.timeout)

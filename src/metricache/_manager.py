@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
+from . import _portable
 from ._listing import CheckReport
+from ._locking import LockProvider, single_flight
 from ._log import report, seconds
 from ._memory import MISSING, MemoryTier
 from ._meta import EntryInfo
@@ -53,11 +56,20 @@ class DatedCacheManager(MetricRegistry):
         views (changing one in place raises ``ValueError``; ``.copy()`` gives a
         writeable array), lists and dicts as a fresh container per call. False
         hands out the held object itself, as simple_metrics_manager did.
+    locks : LockProvider, optional
+        Where per-name locks come from: any object with ``hold(name, timeout)``
+        (see :class:`~metricache.LockProvider`). Default: the storage interface's
+        (:class:`~metricache.LocalLocks` for a local folder: this machine's threads
+        and processes).
 
     Notes
     -----
     Memory holds a value as a later load returns it (``storage.memory_form``):
     with ``JsonStorageInterface`` an array or tuple is a list from the start.
+
+    A manager pickles to a small description (its storage interface, options and
+    the metrics whose functions pickle), so worker processes can rebuild it; values
+    in memory, locks and threads are never shipped.
 
     Examples
     --------
@@ -88,21 +100,42 @@ class DatedCacheManager(MetricRegistry):
         lock_timeout: float | None = None,
         dynamic_metric_creation: bool = False,
         readonly: bool = True,
+        locks: LockProvider | None = None,
     ) -> None:
         if on_corrupt not in ("recompute", "raise"):
             raise ValueError(f"on_corrupt must be 'recompute' or 'raise', not {on_corrupt!r}")
         storage_interface = as_storage(storage_interface)
         self.verbose = verbose
+        self.lock_timeout = lock_timeout
         super().__init__(dynamic_metric_creation)
         self._memory = MemoryTier(readonly)
         # The memory tier's dict of shareable values: a memory hit is one lookup in it.
         self._cache: dict[str, Any] = self._memory.values
         self._stored = StoredValues(storage_interface, self._memory, on_corrupt)
         self._infos: dict[str, EntryInfo] = self._stored.infos
-        self._locks = storage_interface.locks(lock_timeout)
+        self._custom_locks = locks
+        #: The lock provider holding each name while it is computed.
+        self.locks: LockProvider = locks or storage_interface.lock_provider()
+        #: Metrics a pickled manager left behind (their functions do not pickle).
+        self._unshipped: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.storage_interface!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        options = {
+            "verbose": self.verbose,
+            "on_corrupt": self.on_corrupt,
+            "lock_timeout": self.lock_timeout,
+            "dynamic_metric_creation": self.dynamic_metric_creation,
+            "readonly": self.readonly,
+            "locks": self._custom_locks,
+        }
+        return _portable.rebuild, (_portable.describe(self, options),)
+
+    def _hold(self, name: str) -> AbstractContextManager[None]:
+        """Hold *name* while it is computed: one computation at a time, cycles caught."""
+        return single_flight(self.locks, name, self.lock_timeout)
 
     @property
     def storage_interface(self) -> StorageInterface:
@@ -141,6 +174,28 @@ class DatedCacheManager(MetricRegistry):
     def check_name(self, name: str) -> None:
         """Raise :class:`~metricache.InvalidMetricNameError` unless storage can hold *name*."""
         self.storage_interface.check_name(name)
+
+    @overload
+    def collect(
+        self,
+        f: Callable[..., Any],
+        name: str | None = None,
+        *,
+        base_name: str | None = None,
+        params_list: ParamsList = ((),),
+        name_generation_function: Callable[[str, tuple[Any, ...]], str] | None = None,
+    ) -> Callable[..., Any]: ...
+
+    @overload
+    def collect(
+        self,
+        f: None = None,
+        name: str | None = None,
+        *,
+        base_name: str | None = None,
+        params_list: ParamsList = ((),),
+        name_generation_function: Callable[[str, tuple[Any, ...]], str] | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 
     def collect(
         self,
@@ -187,7 +242,7 @@ class DatedCacheManager(MetricRegistry):
             if held is not MISSING:
                 return held
         self.storage_interface.check_name(name)
-        with self._locks.computing(name):
+        with self._hold(name):
             held = MISSING if force else self._memory.lookup(name)
             if held is not MISSING:
                 return held
@@ -200,7 +255,7 @@ class DatedCacheManager(MetricRegistry):
         Unlike :meth:`get`, a failing write raises.
         """
         self.storage_interface.check_name(name)
-        with self._locks.computing(name):
+        with self._hold(name):
             if not force and self.storage_interface.exists(name):
                 return
             value = MISSING if force else self._memory.lookup(name)
@@ -252,7 +307,7 @@ class DatedCacheManager(MetricRegistry):
     def delete(self, name: str) -> bool:
         """Remove *name* from memory and storage; return whether it was stored."""
         self.storage_interface.check_name(name)
-        with self._locks.computing(name):
+        with self._hold(name):
             self._memory.forget(name)
             self._infos.pop(name, None)
             return self.storage_interface.delete(name)
@@ -287,6 +342,10 @@ class DatedCacheManager(MetricRegistry):
         """Verify every stored entry against its checksum, changing nothing."""
         return self.storage_interface.check()
 
+    def cleanup(self) -> int:
+        """Remove what writers that died left in the storage; return how many files went."""
+        return self.storage_interface.cleanup()
+
     # -- internals --------------------------------------------------------------
 
     def _get(self, name: str, use_stored: bool, verbose: bool | None) -> Any:
@@ -303,7 +362,7 @@ class DatedCacheManager(MetricRegistry):
             value = self._try_load(name, verbose)
             if value is not _MISSING and not isinstance(value, CorruptEntryError):
                 return value
-        with self._locks.computing(name):
+        with self._hold(name):
             if use_stored:
                 # Another thread or process may have stored it while we waited.
                 value = self._memory.lookup(name)
@@ -332,7 +391,7 @@ class DatedCacheManager(MetricRegistry):
 
     def _recover(self, name: str, verbose: bool | None) -> Any:
         """Quarantine a corrupt entry and recompute it (``on_corrupt="recompute"``)."""
-        with self._locks.computing(name):
+        with self._hold(name):
             value = self._try_load(name, verbose)
             if not isinstance(value, CorruptEntryError) and value is not _MISSING:
                 return value
@@ -373,7 +432,13 @@ class DatedCacheManager(MetricRegistry):
         """Call *name*'s function; its exception propagates unchanged, with a note."""
         function = self.functions_dict.get(name)
         if function is None:
-            raise UnknownMetricError(name, list(self.functions_dict))
+            hint = ""
+            if any(name == u or name.startswith(u + "_") for u in self._unshipped):
+                hint = (
+                    "its function could not be pickled with the manager (a lambda or a "
+                    "closure?): define it at module level to use it in other processes"
+                )
+            raise UnknownMetricError(name, list(self.functions_dict), hint=hint)
         loud = self._verbose(verbose)
         if loud:
             report("Compute %s", name)

@@ -1,0 +1,108 @@
+"""Managers that pickle: a small description other processes rebuild them from.
+
+A pickled manager carries its storage interface (itself a description: folder,
+codec and options), its options, and the metrics it defines, as far as their
+functions pickle: ``set_functions_dict`` functions by reference, collected
+functions with their declarations (``params_list``, names), re-collected on the
+other side. Memory, locks and threads are never shipped: each process builds its
+own. A metric whose function does not pickle (a lambda, a closure) is named in the
+description, so asking the rebuilt manager for it says why it is missing.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Description", "describe", "rebuild"]
+
+
+@dataclass
+class Collected:
+    """One collected metric family: what ``collect`` was given."""
+
+    function: Callable[..., Any]
+    base_name: str
+    params_list: Any
+    name_generation_function: Callable[..., str] | None
+    #: *function* is the decorated function ``collect`` returned (the original is
+    #: its ``__wrapped__``).
+    decorated: bool = False
+
+
+@dataclass
+class Description:
+    """Everything needed to rebuild a manager in another process."""
+
+    cls: type
+    storage: Any
+    options: dict[str, Any]
+    functions: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    collected: list[Collected] = field(default_factory=list)
+    #: Metrics left behind because their functions do not pickle.
+    unshipped: list[str] = field(default_factory=list)
+
+
+def _pickles(obj: Any) -> bool:
+    try:
+        pickle.dumps(obj)
+    except (pickle.PicklingError, AttributeError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _shippable_function(original: Callable[..., Any]) -> tuple[Callable[..., Any] | None, bool]:
+    """The function to ship for a collected metric, and whether it is the decorated one.
+
+    ``@CM.collect`` rebinds the module attribute to the decorated function, so the
+    original no longer pickles by reference (pickle finds another object under its
+    name); the decorated one does, and holds the original as ``__wrapped__``.
+    """
+    if _pickles(original):
+        return original, False
+    found: Any = sys.modules.get(getattr(original, "__module__", ""), None)
+    for part in getattr(original, "__qualname__", "<none>").split("."):
+        found = getattr(found, part, None)
+    if getattr(found, "__wrapped__", None) is original and _pickles(found):
+        return found, True
+    return None, False
+
+
+def describe(manager: Any, options: dict[str, Any]) -> Description:
+    """A :class:`Description` of *manager* (with its constructor *options*)."""
+    description = Description(type(manager), manager.storage_interface, options)
+    collected_names = set(manager._owners)
+    for front in manager.parameterized_metrics:
+        function, decorated = _shippable_function(front.original_function)
+        declared = (front.params_list, front.name_generation_function)
+        if function is None or not _pickles(declared):
+            description.unshipped.append(front.base_name)
+            continue
+        description.collected.append(Collected(function, front.base_name, *declared, decorated))
+    for name, function in manager.functions_dict.items():
+        if name in collected_names:
+            continue
+        if _pickles(function):
+            description.functions[name] = function
+        else:
+            description.unshipped.append(name)
+    return description
+
+
+def rebuild(description: Description) -> Any:
+    """The manager *description* describes, with empty memory and its own locks."""
+    manager = description.cls(description.storage, **description.options)
+    manager.set_functions_dict(dict(description.functions))
+    for spec in description.collected:
+        function = spec.function.__wrapped__ if spec.decorated else spec.function  # type: ignore[attr-defined]
+        manager.collect(
+            function,
+            base_name=spec.base_name,
+            params_list=spec.params_list,
+            name_generation_function=spec.name_generation_function,
+        )
+    manager._unshipped = frozenset(description.unshipped)
+    return manager
