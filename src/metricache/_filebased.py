@@ -18,7 +18,7 @@ from ._filestorage import FileStorageInterface
 from ._interface import DATE_SUFFIX, StorageInterface
 from ._locking import LocalLocks, LockProvider
 from ._meta import EntryInfo, utc_now
-from ._store import _HOST, TEMP_PREFIX, _pid_alive
+from ._store import _HOST, TEMP_PREFIX, LocalStore
 
 __all__ = ["FileBasedStorageInterface"]
 
@@ -80,6 +80,7 @@ class FileBasedStorageInterface(StorageInterface):
         # Opening changes nothing: the folder is made by the first save, and litter
         # of dead writers goes in cleanup().
         self._locks = LocalLocks(self.metrics_dir)
+        self._store = LocalStore(self.metrics_dir)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.metrics_dir!r})"
@@ -134,16 +135,17 @@ class FileBasedStorageInterface(StorageInterface):
         return super().info(name) if self._sidecar_is_free(name) else None
 
     def delete(self, name: str) -> bool:
-        existed = _unlink(self._get_filepath(name))
+        self.check_name(name)
+        existed = self._store.delete(name + self.file_ext)
         if self._sidecar_is_free(name):
-            _unlink(self._path(name + DATE_SUFFIX))
+            self._store.delete(name + DATE_SUFFIX + self.file_ext)
         return existed
 
     def stored_names(self) -> list[str]:
         ext = self.file_ext
         names = {
             entry[: len(entry) - len(ext)]
-            for entry in _files(self.metrics_dir)
+            for entry in self._store.list()
             if entry.endswith(ext) and not entry.startswith(".")
         }
         names = {n for n in names if not n.endswith(_SEED_TEMP)}
@@ -153,14 +155,13 @@ class FileBasedStorageInterface(StorageInterface):
         return self._locks
 
     def cleanup(self) -> int:
-        """Remove the temp files of writers on this host that died mid-save; return how many."""
+        """Remove the temp files of writers that died mid-save; return how many."""
         removed = 0
-        for entry in _files(self.metrics_dir):
-            if _dead_local_temp(entry, self.file_ext):
+        for key, dead in self._store.temp_files():
+            if dead:
                 # Gone already (another cleaner) or a read-only folder: both fine.
                 with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(self.metrics_dir, entry))
-                    removed += 1
+                    removed += self._store.delete(key)
         return removed
 
     # -- helpers --
@@ -218,37 +219,6 @@ def _replace(tmp: str, target: str, owner: str) -> None:
             "exactly that path (one ending in file_ext)",
             tmp,
         ) from None
-
-
-def _unlink(path: str) -> bool:
-    """Remove *path*; return whether it existed."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _files(folder: str) -> list[str]:
-    """Names of the files directly inside *folder* (none when it is missing)."""
-    try:
-        with os.scandir(folder) as entries:
-            return [entry.name for entry in entries if entry.is_file()]
-    except FileNotFoundError:
-        return []
-
-
-def _dead_local_temp(entry: str, ext: str) -> bool:
-    """Whether *entry* is a temp file of a writer on this host that no longer runs."""
-    if not entry.startswith(TEMP_PREFIX):
-        return False
-    stem = entry[len(TEMP_PREFIX) :]
-    stem = stem[: len(stem) - len(ext)] if ext and stem.endswith(ext) else stem
-    # Parsed from the right, as metricache's stores do: host names may contain '-'.
-    host, _, pid = stem.rpartition("-")[0].rpartition("-")
-    # Other hosts' writers may still run (a shared folder); metricache's own
-    # interfaces remove their temp files once old enough.
-    return host == _HOST and pid.isdigit() and not _pid_alive(int(pid))
 
 
 def _is_sidecar(name: str, names: set[str]) -> bool:
