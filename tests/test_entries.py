@@ -83,20 +83,27 @@ def test_a_manager_never_touches_another_interfaces_files(
     assert tree(tmp_path, locks=False) == before  # the other format's data and record, untouched
 
 
-def test_mixed_interfaces_survive_a_crash_between_record_and_data(tmp_path: Path) -> None:
-    npz, npy = NpzStorageInterface(tmp_path), NpyStorageInterface(tmp_path)
-    npz.save("m", [np.arange(2)])
-    npy.save("m", np.arange(4))
-    # A writer of the npy entry dies after its record, before its data commit.
-    staged = npy.store.stage("m.npy", lambda f: f.write(b"never committed"))
+@pytest.mark.parametrize(("first", "second"), list(itertools.permutations(INTERFACES, 2)))
+def test_mixed_interfaces_survive_a_crash_between_record_and_data(
+    first: str, second: str, tmp_path: Path
+) -> None:
+    a, b = INTERFACES[first](tmp_path), INTERFACES[second](tmp_path)
+    a.save("m", VALUES[first])
+    b.save("m", VALUES[second])
+    # A writer of b's entry dies after its record, before its data commit.
+    key = f"m{b.file_ext}"
+    staged = b.store.stage(key, lambda f: f.write(b"never committed"))
     record = encode_record(
-        EntryInfo("m", utc_now(), size=15, checksum="xxh3_64:0", codec="npy"),
-        [npy.info("m")],  # type: ignore[list-item]
+        EntryInfo("m", utc_now(), size=15, checksum="xxh3_64:0", codec=b.codec.name),
+        [b.info("m")],  # type: ignore[list-item]
     )
-    npy.store.put_atomic(record_key("m", ".npy"), lambda f: f.write(record))
+    b.store.put_atomic(record_key("m", b.file_ext), lambda f: f.write(record))
     staged.discard()
-    assert_same(NpyStorageInterface(tmp_path).load("m"), np.arange(4))
-    assert_same(NpzStorageInterface(tmp_path).load("m"), [np.arange(2)])
+    for reopened in (INTERFACES[first](tmp_path), INTERFACES[second](tmp_path)):
+        kind = first if isinstance(reopened, INTERFACES[first]) else second
+        assert_same(reopened.load("m"), VALUES[kind])
+    assert INTERFACES[second](tmp_path).check().clean
+    assert not (tmp_path / ".metricache" / "quarantine").exists()
 
 
 # -- records of metricache 0.1 ----------------------------------------------------------
