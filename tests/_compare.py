@@ -6,11 +6,15 @@ from typing import Any
 
 import numpy as np
 
+from ._frames_compare import assert_same_frame, is_frame
+
 
 def assert_same(expected: Any, actual: Any) -> None:
     """Type, dtype, shape and bitwise values equal (so NaN == NaN, -0.0 != 0.0)."""
     assert type(actual) is type(expected), (type(expected), type(actual))
-    if isinstance(expected, (np.ndarray, np.generic)):
+    if is_frame(expected):
+        assert_same_frame(expected, actual)
+    elif isinstance(expected, (np.ndarray, np.generic)):
         expected_arr, actual_arr = np.asarray(expected), np.asarray(actual)
         assert actual_arr.dtype == expected_arr.dtype
         assert actual_arr.shape == expected_arr.shape

@@ -40,10 +40,12 @@ from .exceptions import (
     UnsupportedValueError,
 )
 from .storage import (
+    AutoStorageInterface,
     FileStorageInterface,
     JsonStorageInterface,
     NpyStorageInterface,
     NpzStorageInterface,
+    PickleStorageInterface,
     StorageInterface,
 )
 
@@ -56,11 +58,13 @@ __all__ = [
     "ParameterizedDatedCacheManager",
     "CollectedMetric",
     # storage interfaces
+    "AutoStorageInterface",
     "FileBasedStorageInterface",
     "FileStorageInterface",
     "JsonStorageInterface",
     "NpyStorageInterface",
     "NpzStorageInterface",
+    "PickleStorageInterface",
     "StorageInterface",
     # locks
     "LocalLocks",

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, Literal
 
 from ._log import logger, report
 from ._memory import MISSING, MemoryTier
 from ._meta import EntryInfo
+from ._filestorage import FileStorageInterface
 from ._userwarn import warn_write_failed
 from .exceptions import CorruptEntryError, MetricNotStoredError, UnsupportedValueError
-from .storage import NpzStorageInterface, StorageInterface
+from .storage import AutoStorageInterface, StorageInterface
 
 __all__ = ["OnCorrupt", "StoredValues", "as_storage"]
 
 OnCorrupt = Literal["recompute", "raise"]
+#: ``(name, entry) -> whether the loaded entry may be used`` (the stale policy).
+FreshCheck = Callable[[str, "EntryInfo | None"], bool]
 
 
 class StoredValues:
@@ -29,10 +33,12 @@ class StoredValues:
         #: Metadata of the entries this process loaded or wrote.
         self.infos: dict[str, EntryInfo] = {}
 
-    def load(self, name: str, loud: bool) -> Any:
+    def load(self, name: str, loud: bool, fresh_enough: FreshCheck | None = None) -> Any:
         """The stored value (now held), ``MISSING``, or the ``CorruptEntryError`` (if allowed).
 
         A :class:`~metricache.PickleRequiredError` propagates: the file is valid.
+        *fresh_enough* sees the entry first: False (a stale entry, to recompute)
+        makes it ``MISSING``.
         """
         try:
             value, info = self.storage.read_entry(name)
@@ -42,6 +48,8 @@ class StoredValues:
             if self.on_corrupt == "raise":
                 raise
             return err
+        if fresh_enough is not None and not fresh_enough(name, info):
+            return MISSING
         value = self.memory.hold(name, value)
         if info is not None:
             self.infos[name] = info
@@ -57,17 +65,35 @@ class StoredValues:
             raise CorruptEntryError(
                 f"{err} (and no function is defined for {name!r} to recompute it)"
             ) from err
-        where = self.storage.quarantine(name)
+        try:
+            where = self.storage.quarantine(name)
+        except OSError as move_err:
+            # A read-only folder (EROFS, EACCES): the entry stays where it is; the value
+            # is still recomputed and returned (its write then warns the same way).
+            logger.warning(
+                "corrupt entry %r (%s) could not be moved aside (%s); recomputing",
+                name, err, move_err,
+            )  # fmt: skip
+            return
         logger.warning(
             "corrupt entry %r (%s); moved to %s and recomputing", name, err, where or "nowhere"
         )
 
     def write(
-        self, name: str, value: Any, duration: float | None, loud: bool, strict: bool
+        self,
+        name: str,
+        value: Any,
+        duration: float | None,
+        loud: bool,
+        strict: bool,
+        provenance: dict[str, Any] | None = None,
     ) -> None:
         """Store a value; a failed write warns (or raises when *strict*)."""
         try:
-            info = self.storage.write_entry(name, value, duration)
+            if provenance is not None and isinstance(self.storage, FileStorageInterface):
+                info = self.storage.write_entry(name, value, duration, provenance)
+            else:  # storage written for the seed: its write_entry takes three arguments
+                info = self.storage.write_entry(name, value, duration)
         except UnsupportedValueError as err:
             # Nothing is stored or held: the value (the function's own object) is
             # handed back on the error, so a long computation is not lost.
@@ -90,13 +116,13 @@ class StoredValues:
 
 
 def as_storage(storage: Any) -> StorageInterface:
-    """The storage interface, given one or a folder path (then npz, the seed's default)."""
+    """The storage interface, given one or a folder path (then a format per value, there)."""
     if isinstance(storage, StorageInterface):
         return storage
     if isinstance(storage, (str, os.PathLike)) and isinstance(os.fspath(storage), str):
-        return NpzStorageInterface(storage)
+        return AutoStorageInterface(storage)
     raise TypeError(
-        "storage_interface must be a StorageInterface (e.g. NpzStorageInterface('cache/')) "
+        "storage_interface must be a StorageInterface (e.g. AutoStorageInterface('cache/')) "
         f"or a folder path (str or os.PathLike), not {type(storage).__qualname__}: "
         f"{storage!r:.80}"
     )

@@ -13,19 +13,22 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ._auto import AutoStorageInterface
 from ._entries import MmapReader
 from ._filestorage import FileStorageInterface
 from ._interface import StorageInterface
 from ._layout import DATE_SUFFIX
 from ._locking import LockProvider
-from .codecs import JsonCodec, NpyCodec, NpzCodec
+from .codecs import JsonCodec, NpyCodec, NpzCodec, PickleCodec
 
 __all__ = [
     "DATE_SUFFIX",
+    "AutoStorageInterface",
     "FileStorageInterface",
     "JsonStorageInterface",
     "NpyStorageInterface",
     "NpzStorageInterface",
+    "PickleStorageInterface",
     "StorageInterface",
 ]
 
@@ -125,3 +128,35 @@ class JsonStorageInterface(FileStorageInterface):
         locks: LockProvider | None = None,
     ) -> None:
         super().__init__(metrics_dir, JsonCodec(), durable=durable, verify=verify, locks=locks)
+
+
+class PickleStorageInterface(FileStorageInterface):
+    """Stores each metric as ``<name>.pkl``: any picklable value. Never a default.
+
+    .. warning::
+       Loading a pickle runs code chosen by whoever wrote the file: use this
+       interface only on folders that nobody untrusted can write to.
+
+    The pickle protocol is pinned (5). Each entry records the Python version
+    (major.minor) and the versions of the packages whose classes the value holds;
+    a load under other versions logs one warning per difference and process on the
+    ``metricache`` logger, since such a pickle may load differently or not at all.
+    Checksums, atomic commits and records work as for every other interface.
+
+    Parameters
+    ----------
+    metrics_dir : str or os.PathLike
+        The cache folder; created by the first write.
+    durable, verify, locks
+        See :class:`FileStorageInterface`.
+    """
+
+    def __init__(
+        self,
+        metrics_dir: str | os.PathLike[str],
+        *,
+        durable: bool = False,
+        verify: bool = True,
+        locks: LockProvider | None = None,
+    ) -> None:
+        super().__init__(metrics_dir, PickleCodec(), durable=durable, verify=verify, locks=locks)
