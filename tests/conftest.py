@@ -11,10 +11,12 @@ import pytest
 
 import metricache
 from metricache import (
+    AutoStorageInterface,
     DatedCacheManager,
     JsonStorageInterface,
     NpyStorageInterface,
     NpzStorageInterface,
+    PickleStorageInterface,
     StorageInterface,
 )
 from metricache._layout import record_key
@@ -24,6 +26,8 @@ STORAGE_CLASSES: list[type[StorageInterface]] = [
     NpzStorageInterface,
     NpyStorageInterface,
     JsonStorageInterface,
+    AutoStorageInterface,
+    PickleStorageInterface,
 ]
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from metricache import (
+    AutoStorageInterface,
     CollectingDatedCacheManager,
     DatedCacheManager,
     MetricNotStoredError,
@@ -291,16 +292,19 @@ def test_assigning_the_cache_replaces_its_contents(npz_manager: DatedCacheManage
 
 
 @pytest.mark.parametrize("as_type", [str, Path], ids=["str", "PathLike"])
-def test_a_folder_path_means_npz_storage_there(as_type: type, tmp_path: Path) -> None:
+def test_a_folder_path_means_auto_storage_there(as_type: type, tmp_path: Path) -> None:
     folder = tmp_path / "cache"
+    NpzStorageInterface(folder).save("old", [np.ones(2)])  # a folder of the npz default
     CM = DatedCacheManager(as_type(folder), verbose=False)
-    assert type(CM.storage_interface) is NpzStorageInterface
+    assert type(CM.storage_interface) is AutoStorageInterface
     assert CM.storage_interface.metrics_dir == str(folder)
-    CM.set_functions_dict({"m": lambda: np.arange(3)})
+    CM.set_functions_dict({"m": lambda: np.arange(3), "parts": lambda: [np.zeros(1)]})
     CM.get("m")
-    assert (folder / "m.npz").is_file()
+    CM.get("parts")
+    assert (folder / "m.npy").is_file() and (folder / "parts.npz").is_file()
     again = DatedCacheManager(str(folder), verbose=False)
     np.testing.assert_array_equal(again.load("m"), [0, 1, 2])
+    np.testing.assert_array_equal(again.load("old")[0], [1, 1])
 
 
 @pytest.mark.parametrize("wrong", [42, None, b"cache/", NpzStorageInterface])

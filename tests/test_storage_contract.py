@@ -14,17 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from hypothesis.extra import pandas as hpd
 
 from metricache import (
+    AutoStorageInterface,
     DatedCacheManager,
     JsonStorageInterface,
     MetricNotStoredError,
     NpyStorageInterface,
     NpzStorageInterface,
+    PickleStorageInterface,
     StorageInterface,
     UnsupportedValueError,
 )
@@ -85,13 +91,49 @@ json_values = st.recursive(
     max_leaves=10,
 )
 
+frame_columns = st.lists(
+    st.sampled_from([int, float, bool, "uint8", "datetime64[ns]", str]), max_size=4
+).map(lambda dtypes: [hpd.column(f"c{i}", dtype=d) for i, d in enumerate(dtypes)])
+frames = frame_columns.flatmap(
+    lambda cols: st.one_of(
+        hpd.data_frames(cols, index=hpd.range_indexes(max_size=5)),
+        hpd.data_frames(cols, index=hpd.indexes(dtype=int, max_size=5)),
+    )
+)
+series = st.sampled_from([int, float, str]).flatmap(
+    lambda d: hpd.series(dtype=d, index=hpd.range_indexes(max_size=5))
+)
+#: Arbitrary picklable values: everything above, and what no other format holds.
+picklable = st.recursive(
+    st.one_of(items, st.none(), st.frozensets(st.integers(), max_size=3)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.tuples(children, children),
+        st.dictionaries(st.one_of(st.integers(), st.text(max_size=3)), children, max_size=3),
+    ),
+    max_leaves=8,
+)
+
 VALUES: dict[type[StorageInterface], st.SearchStrategy[Any]] = {
     NpzStorageInterface: st.one_of(items, containers),
     NpyStorageInterface: st.one_of(arrays(), numpy_scalars, python_scalars),
     JsonStorageInterface: json_values,
+    # json_values that npz holds (flat lists and dicts) go to npz, exactly
+    AutoStorageInterface: st.one_of(items, containers, json_values, frames, series),
+    PickleStorageInterface: st.one_of(picklable, frames),
 }
 
 # Cases the contract must always cover, not only when hypothesis happens on them.
+EDGE_FRAMES = [
+    pd.DataFrame({"b": pd.array([1, None], dtype="Int64"), "a": pd.Categorical(["x", "y"])}),
+    pd.DataFrame(
+        {"t": pd.date_range("2021", periods=2, tz="UTC")},
+        index=pd.MultiIndex.from_tuples([("k", 1), ("k", 2)], names=["key", "n"]),
+    ),
+    pd.Series(["s", None], dtype="string[python]", name="s"),
+    pa.table({"a": [1, None]}, metadata={"m": "v"}),
+    pl.DataFrame({"a": [1, None], "e": pl.Series(["x", "y"], dtype=pl.Enum(["x", "y"]))}),
+]
 EDGE_CASES: dict[type[StorageInterface], list[Any]] = {
     NpzStorageInterface: [
         np.array(3.5),
@@ -146,6 +188,21 @@ EDGE_CASES: dict[type[StorageInterface], list[Any]] = {
         {"arr_0": [1.5], "b": {"c": "d"}},
     ],
 }
+EDGE_CASES[AutoStorageInterface] = [
+    *EDGE_CASES[NpzStorageInterface],
+    *EDGE_CASES[NpyStorageInterface],
+    *EDGE_CASES[JsonStorageInterface],
+    *EDGE_FRAMES,
+]
+EDGE_CASES[PickleStorageInterface] = [
+    *EDGE_CASES[NpzStorageInterface],
+    *EDGE_FRAMES,
+    None,
+    {1, 2},
+    {(1, 2): np.zeros(2)},
+    [[np.zeros(2)]],
+    np.array([{"a": 1}], dtype=object)[:0],
+]
 
 UNSUPPORTED: dict[type[StorageInterface], list[Any]] = {
     NpzStorageInterface: [
@@ -176,6 +233,16 @@ UNSUPPORTED: dict[type[StorageInterface], list[Any]] = {
         1 + 2j,
         np.array(["2020-01-01"], dtype="M8[D]"),
     ],
+    AutoStorageInterface: [
+        object(),
+        (i for i in range(3)),
+        {1, 2},
+        {1: np.zeros(2)},
+        np.array([object()], dtype=object),
+        np.ma.array([1, 2], mask=[0, 1]),
+        pd.DataFrame({"c": [1 + 2j]}),
+    ],
+    PickleStorageInterface: [lambda: 0, (i for i in range(3))],
 }
 
 
