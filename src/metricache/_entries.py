@@ -18,7 +18,7 @@ they only pick the exact previous entry faster, and may be None.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, BinaryIO, cast
@@ -33,6 +33,7 @@ from ._verified import Decoded, decode_verified, hash_whole
 from ._version import __version__
 from .codecs import Codec
 from .exceptions import CorruptEntryError, MetricNotStoredError, PickleRequiredError
+from .provenance.values import ValueIds
 
 __all__ = ["Entries", "MmapReader"]
 
@@ -42,6 +43,8 @@ _PREVIOUS_KEPT = 2
 _READ_ATTEMPTS = 3
 #: Reads a local file by memory-mapping it: ``(key, hint) -> value`` or None to read.
 MmapReader = Callable[[str, "str | None"], Any]
+#: What encoding a value gives: size, checksum, codec hint, value id.
+_Encoded = tuple[int, str, "str | None", "str | None"]
 
 
 class _Changed(Exception):
@@ -99,8 +102,18 @@ class Entries:
 
     # -- writing ---------------------------------------------------------------
 
-    def write(self, name: str, value: Any, duration: float | None = None) -> EntryInfo:
-        """Store *value* as *name* by the commit protocol; return its record entry."""
+    def write(
+        self,
+        name: str,
+        value: Any,
+        duration: float | None = None,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> EntryInfo:
+        """Store *value* as *name* by the commit protocol; return its record entry.
+
+        *provenance* (``dependencies``, ``code``) goes into the record as given;
+        the value id is computed while the value is written.
+        """
         self.codec.validate(value)
         staged = self.store.stage(
             self.data_key(name),
@@ -109,10 +122,11 @@ class Entries:
             size_hint=self.codec.size_hint(value),
         )
         try:
-            size, checksum, hint = staged.result
+            size, checksum, hint, value_id = staged.result
             info = EntryInfo(
                 name, utc_now(), duration, size, checksum, self.codec.name,
-                self.writer, __version__, hint, staged.identity,
+                self.writer, __version__, hint, staged.identity, value_id=value_id,
+                **(provenance or {}),
             )  # fmt: skip
             previous, old_record = self._previous_entries(name)
             # The record goes first: until the data commit lands, the data visible
@@ -127,11 +141,12 @@ class Entries:
             self.store.delete(old_record)
         return info
 
-    def _encoder(self, value: Any) -> Callable[[BinaryIO], tuple[int, str, str | None]]:
-        def encode(f: BinaryIO) -> tuple[int, str, str | None]:
-            writer = HashingWriter(f)
+    def _encoder(self, value: Any) -> Callable[[BinaryIO], _Encoded]:
+        def encode(f: BinaryIO) -> _Encoded:
+            ids = ValueIds(value)  # takes array bytes from the writes: one pass
+            writer = HashingWriter(f, ids.sink)
             hint = self.codec.write(value, cast(BinaryIO, writer))
-            return writer.size, writer.checksum(), hint
+            return writer.size, writer.checksum(), hint, ids.finish()
 
         return encode
 

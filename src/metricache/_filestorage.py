@@ -9,7 +9,7 @@ that make one computation of a name at a time, and answers the seed's
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from . import _housekeeping as housekeeping
@@ -127,14 +127,24 @@ class FileStorageInterface(StorageInterface):
     def memory_form(self, value: Any) -> Any:
         return self.codec.memory_form(value)
 
-    def write_entry(self, name: str, value: Any, duration: float | None = None) -> EntryInfo:
+    def write_entry(
+        self,
+        name: str,
+        value: Any,
+        duration: float | None = None,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> EntryInfo:
         self.check_name(name)
         if not self._cleaned:
             # Once per instance, on its first write (never at open): remove what
             # writers that died here left behind.
             self._cleaned = True
             self._remove_dead_temp_files()
-        return self._entries.write(name, value, duration)
+        return self._entries.write(name, value, duration, provenance)
+
+    def rewrite_record(self, info: EntryInfo) -> bool:
+        """Replace the current record of ``info.name`` by *info* (same data); False if gone."""
+        return self._entries.records.rewrite_current(info)
 
     def read_entry(self, name: str) -> tuple[Any, EntryInfo | None]:
         return self._entries.read(name)

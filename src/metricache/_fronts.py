@@ -34,6 +34,13 @@ def make_front(
     """
     slow, get = collected.__call__, collected._manager.get
 
+    def reroute(values: dict[str, Any]) -> None:
+        # While a metric computes, the manager points every front at an empty dict:
+        # memory hits then take the slow path, which records them as dependencies,
+        # and the hot path stays one dict lookup (no check) the rest of the time.
+        nonlocal cache
+        cache = values
+
     def metric(*args: Any, **kwargs: Any) -> Any:
         if kwargs:
             return slow(*args, **kwargs)
@@ -51,14 +58,16 @@ def make_front(
         except KeyError:
             return get(name)
 
-    def plain_metric(*, use_stored: bool = True, verbose: bool | None = None) -> Any:
+    def plain_metric(
+        *, use_stored: bool = True, verbose: bool | None = None, on_stale: str | None = None
+    ) -> Any:
         # No *args/**kwargs to pack: a memory hit costs one call and a dict lookup.
         if use_stored:
             try:
                 return cache[plain]  # type: ignore[index]
             except KeyError:
                 pass
-        return slow(use_stored=use_stored, verbose=verbose)
+        return slow(use_stored=use_stored, verbose=verbose, on_stale=on_stale)
 
     if takes_nothing and plain is not None:
         metric = plain_metric
@@ -71,6 +80,7 @@ def make_front(
         get_all=collected.get_all,
         metric_name=collected.metric_name,
         collected=collected,
+        _reroute=reroute,
     )
     return metric
 

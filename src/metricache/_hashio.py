@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
@@ -132,23 +132,37 @@ def _pread_chunks(fd: int, size_guess: int) -> Iterator[memoryview]:
 class HashingWriter(io.RawIOBase):
     """A write-only, non-seekable stream that hashes and counts what it forwards."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, tap: Callable[[memoryview], Any] | None = None) -> None:
         super().__init__()
         self._raw = raw
         self._hash = xxhash.xxh3_64()
+        #: Given each buffer written, returns a second hasher to feed it to (or
+        #: None): how a value id takes an array's bytes from this same pass.
+        self._tap = tap
         self.size = 0
 
     def writable(self) -> bool:
         return True
 
+    def _update(self, view: memoryview) -> None:
+        """Hash *view*, and feed it to the tap's hasher chunk by chunk (one pass over memory)."""
+        second = None if self._tap is None else self._tap(view)
+        if second is None:
+            self._hash.update(view)
+            return
+        for start in range(0, view.nbytes, _FD_CHUNK):
+            chunk = view[start : start + _FD_CHUNK]
+            self._hash.update(chunk)
+            second.update(chunk)
+
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         if view.nbytes < _WRITE_PIPELINE_MIN:
-            self._hash.update(view)
+            self._update(view)
             self._raw.write(view)
         else:
             # Hash and write the same (read-only) buffer at once: one handoff.
-            pending = _hash_pool().submit(self._hash.update, view)
+            pending = _hash_pool().submit(self._update, view)
             try:
                 self._raw.write(view)
             finally:
@@ -180,6 +194,16 @@ class HashingReader(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def bytes_left(self) -> int | None:
+        """Bytes of the file not read yet, when the file can tell (bounds a declared size)."""
+        if isinstance(self._raw, io.BytesIO):
+            return len(self._raw.getbuffer()) - self._raw.tell()
+        try:
+            left: int = os.fstat(self._raw.fileno()).st_size - self._raw.tell()
+        except (AttributeError, OSError, ValueError):
+            return None
+        return left
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")

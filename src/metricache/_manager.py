@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -10,8 +11,9 @@ from datetime import datetime
 from typing import Any, overload
 
 from . import _portable
+from ._context import note_read
 from ._listing import CheckReport
-from ._locking import LockProvider, single_flight
+from ._locking import LockProvider, scope_of, single_flight
 from ._log import report, seconds
 from ._memory import MISSING, MemoryTier
 from ._meta import EntryInfo
@@ -19,6 +21,10 @@ from ._parameterized import ParamsList, collect_metric
 from ._registry import MetricRegistry
 from ._stored import OnCorrupt, StoredValues, as_storage
 from .exceptions import CorruptEntryError, MetricNotStoredError, UnknownMetricError
+from .provenance.api import ProvenanceMethods
+from .provenance.external import DependsOn
+from .provenance.staleness import OnStale
+from .provenance.tracker import Tracker
 from .storage import DATE_SUFFIX, StorageInterface
 
 __all__ = [
@@ -32,7 +38,7 @@ __all__ = [
 _MISSING = MISSING
 
 
-class DatedCacheManager(MetricRegistry):
+class DatedCacheManager(ProvenanceMethods, MetricRegistry):
     """Compute each metric once; keep it in memory and in a storage interface, dated.
 
     Parameters
@@ -61,6 +67,12 @@ class DatedCacheManager(MetricRegistry):
         (see :class:`~metricache.LockProvider`). Default: the storage interface's
         (:class:`~metricache.LocalLocks` for a local folder: this machine's threads
         and processes).
+    on_stale : {"warn", "ignore", "recompute", "raise"}
+        What a load of a stale entry does (its code or a dependency changed since
+        it was computed, see :meth:`explain`): return it and log a warning once per
+        entry and process; return it silently; recompute it; or raise
+        :class:`~metricache.StaleMetricError`. ``get``, ``CM.<metric>()`` and
+        ``get_all`` take ``on_stale=`` too, and :meth:`stale_policy` sets it for a block.
 
     Notes
     -----
@@ -101,6 +113,7 @@ class DatedCacheManager(MetricRegistry):
         dynamic_metric_creation: bool = False,
         readonly: bool = True,
         locks: LockProvider | None = None,
+        on_stale: OnStale = "warn",
     ) -> None:
         if on_corrupt not in ("recompute", "raise"):
             raise ValueError(f"on_corrupt must be 'recompute' or 'raise', not {on_corrupt!r}")
@@ -110,6 +123,7 @@ class DatedCacheManager(MetricRegistry):
         super().__init__(dynamic_metric_creation)
         self._memory = MemoryTier(readonly)
         # The memory tier's dict of shareable values: a memory hit is one lookup in it.
+        # While a metric computes, an empty dict instead (see _computing_begins).
         self._cache: dict[str, Any] = self._memory.values
         self._stored = StoredValues(storage_interface, self._memory, on_corrupt)
         self._infos: dict[str, EntryInfo] = self._stored.infos
@@ -118,6 +132,10 @@ class DatedCacheManager(MetricRegistry):
         self.locks: LockProvider = locks or storage_interface.lock_provider()
         #: Metrics a pickled manager left behind (their functions do not pickle).
         self._unshipped: frozenset[str] = frozenset()
+        self._provenance = Tracker(self, on_stale)
+        self._scope = scope_of(self.locks)
+        self._computing = 0
+        self._computing_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.storage_interface!r})"
@@ -130,8 +148,10 @@ class DatedCacheManager(MetricRegistry):
             "dynamic_metric_creation": self.dynamic_metric_creation,
             "readonly": self.readonly,
             "locks": self._custom_locks,
+            "on_stale": self.on_stale,
         }
-        return _portable.rebuild, (_portable.describe(self, options),)
+        code_options = self._provenance.code_options
+        return _rebuild, (_portable.describe(self, options), code_options)
 
     def _hold(self, name: str) -> AbstractContextManager[None]:
         """Hold *name* while it is computed: one computation at a time, cycles caught."""
@@ -165,7 +185,7 @@ class DatedCacheManager(MetricRegistry):
         new dict replaces everything held; the dict itself stays the same object,
         which the ``CM.<metric>`` functions hold on to for speed.
         """
-        return self._cache
+        return self._memory.values
 
     @cache.setter
     def cache(self, values: dict[str, Any]) -> None:
@@ -184,6 +204,8 @@ class DatedCacheManager(MetricRegistry):
         base_name: str | None = None,
         params_list: ParamsList = ((),),
         name_generation_function: Callable[[str, tuple[Any, ...]], str] | None = None,
+        version: Any = None,
+        depends_on: DependsOn = (),
     ) -> Callable[..., Any]: ...
 
     @overload
@@ -195,6 +217,8 @@ class DatedCacheManager(MetricRegistry):
         base_name: str | None = None,
         params_list: ParamsList = ((),),
         name_generation_function: Callable[[str, tuple[Any, ...]], str] | None = None,
+        version: Any = None,
+        depends_on: DependsOn = (),
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 
     def collect(
@@ -205,6 +229,8 @@ class DatedCacheManager(MetricRegistry):
         base_name: str | None = None,
         params_list: ParamsList = ((),),
         name_generation_function: Callable[[str, tuple[Any, ...]], str] | None = None,
+        version: Any = None,
+        depends_on: DependsOn = (),
     ) -> Any:
         """Decorator: define a metric (or a family, one per parameters) and attach ``CM.<name>``.
 
@@ -212,12 +238,22 @@ class DatedCacheManager(MetricRegistry):
         (``@CM.collect(params_list=[[1, 2], [1, 3]])``). The decorated function runs
         exactly like the original unless called with ``cache=True`` (then it goes
         through the cache, like ``CM.<name>(...)``; ``use_stored=False`` recomputes).
+
+        The code fingerprint that tells stale entries apart is computed from the
+        function, its helpers and constants; ``version="2"`` replaces it by a
+        version you name, and ``depends_on=["data/raw.csv", "env:SEED",
+        "package:scipy"]`` adds files (by content), environment variables and
+        installed package versions.
         """
 
         def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-            return collect_metric(
+            decorated = collect_metric(
                 self, function, base_name or name, params_list, name_generation_function
             )
+            base = base_name or name or getattr(function, "__name__", None)
+            if isinstance(base, str):
+                self._provenance.declare(base, version, depends_on)
+            return decorated
 
         return decorate if f is None else decorate(f)
 
@@ -240,14 +276,15 @@ class DatedCacheManager(MetricRegistry):
         if not force:
             held = self._memory.lookup(name)
             if held is not MISSING:
-                return held
+                return self._noted(name, held)
         self.storage_interface.check_name(name)
         with self._hold(name):
             held = MISSING if force else self._memory.lookup(name)
-            if held is not MISSING:
-                return held
-            value, _ = self._run(name, verbose)
-            return self._hold_computed(name, value)
+            if held is MISSING:
+                value, _ = self._run(name, verbose)
+                self._infos.pop(name, None)  # what is stored is not this value
+                held = self._hold_computed(name, value)
+        return self._noted(name, held)
 
     def save(self, name: str, force: bool = False, verbose: bool | None = None) -> None:
         """Compute *name* and store it, unless it is already stored (or *force*).
@@ -272,35 +309,45 @@ class DatedCacheManager(MetricRegistry):
         """
         held = MISSING if force else self._memory.lookup(name)
         if held is not MISSING:
-            return held
+            return self._noted(name, held)
         self.storage_interface.check_name(name)
-        value = self._try_load(name, verbose)
+        # load() never computes: a stale entry warns (or raises) at most.
+        policy = self._provenance.policy(None)
+        value = self._try_load(name, verbose, "warn" if policy == "recompute" else policy)
         if isinstance(value, CorruptEntryError):
-            return self._recover(name, verbose)
+            return self._noted(name, self._recover(name, verbose))
         if value is _MISSING:
             raise MetricNotStoredError(
                 f"metric {name!r} is not stored in {self.storage_interface!r}; "
                 "use get() to compute and store it"
             )
-        return value
+        return self._noted(name, value)
 
-    def get(self, name: str, use_stored: bool = True, verbose: bool | None = None) -> Any:
+    def get(
+        self,
+        name: str,
+        use_stored: bool = True,
+        verbose: bool | None = None,
+        *,
+        on_stale: OnStale | None = None,
+    ) -> Any:
         """Return *name*'s value: from memory, else from storage, else compute and store it.
 
-        ``use_stored=False`` recomputes and overwrites memory and storage.
+        ``use_stored=False`` recomputes and overwrites memory and storage;
+        ``on_stale=`` overrides the manager's policy for a stale stored entry.
         """
         if use_stored:
             try:
                 return self._cache[name]
             except KeyError:
                 pass
-        return self._get(name, use_stored, verbose)
+        return self._noted(name, self._get(name, use_stored, verbose, on_stale))
 
     def __getitem__(self, name: str) -> Any:
         try:
             return self._cache[name]
         except KeyError:
-            return self._get(name, True, None)
+            return self._noted(name, self._get(name, True, None, None))
 
     # -- beyond the seed ------------------------------------------------------
 
@@ -348,7 +395,9 @@ class DatedCacheManager(MetricRegistry):
 
     # -- internals --------------------------------------------------------------
 
-    def _get(self, name: str, use_stored: bool, verbose: bool | None) -> Any:
+    def _get(
+        self, name: str, use_stored: bool, verbose: bool | None, on_stale: OnStale | None
+    ) -> Any:
         """The slow path of :meth:`get`: storage, then single-flight compute."""
         if use_stored:
             held = self._memory.lookup(name)  # a list or dict, held apart from the cache
@@ -358,8 +407,9 @@ class DatedCacheManager(MetricRegistry):
         if date is not None:
             return date
         self.storage_interface.check_name(name)
+        policy = self._provenance.policy(on_stale)
         if use_stored:
-            value = self._try_load(name, verbose)
+            value = self._try_load(name, verbose, policy)
             if value is not _MISSING and not isinstance(value, CorruptEntryError):
                 return value
         with self._hold(name):
@@ -368,12 +418,30 @@ class DatedCacheManager(MetricRegistry):
                 value = self._memory.lookup(name)
                 if value is not MISSING:
                     return value
-                value = self._try_load(name, verbose)
+                value = self._try_load(name, verbose, policy)
                 if isinstance(value, CorruptEntryError):
                     self._quarantine(name, value)
                 elif value is not _MISSING:
                     return value
             return self._compute_and_store(name, verbose)
+
+    def _noted(self, name: str, value: Any) -> Any:
+        """Hand out *value*, recording it as read by the metric computing now, if any."""
+        if self._computing:
+            note_read(self._scope, name, self._provenance.value_id(name))
+        return value
+
+    def _computing_begins(self, delta: int) -> None:
+        """Count computes; while any runs, memory hits take the recording slow path."""
+        with self._computing_lock:
+            self._computing += delta
+            if self._computing in (0, 1) and (self._computing == 1) == (delta > 0):
+                fast = {} if self._computing else self._memory.values
+                self._cache = fast
+                for front in self.parameterized_metrics:
+                    reroute = getattr(front, "_reroute", None)
+                    if reroute is not None:
+                        reroute(fast)
 
     def _date_alias(self, name: str) -> str | None:
         """The seed's ``CM['<name>_date']``: the ``'YYYY-MM-DD'`` a stored metric was computed."""
@@ -399,9 +467,14 @@ class DatedCacheManager(MetricRegistry):
                 self._quarantine(name, value)
             return self._compute_and_store(name, verbose)
 
-    def _try_load(self, name: str, verbose: bool | None) -> Any:
-        """The stored value, ``_MISSING``, or the ``CorruptEntryError`` (policy permitting)."""
-        return self._stored.load(name, self._verbose(verbose))
+    def _try_load(self, name: str, verbose: bool | None, on_stale: OnStale = "ignore") -> Any:
+        """The stored value, ``_MISSING`` (also: stale, to recompute), or the corruption error."""
+        policy = self._provenance.policy(on_stale)
+
+        def fresh_enough(name: str, info: EntryInfo | None) -> bool:
+            return self._provenance.allow(name, info, policy)
+
+        return self._stored.load(name, self._verbose(verbose), fresh_enough)
 
     def _quarantine(self, name: str, err: CorruptEntryError) -> None:
         self._stored.quarantine(name, err, name in self.functions_dict)
@@ -443,13 +516,17 @@ class DatedCacheManager(MetricRegistry):
         if loud:
             report("Compute %s", name)
         start = time.perf_counter()
+        self._computing_begins(+1)
         try:
             value = function()
         except BaseException as err:
             if hasattr(err, "add_note"):
                 err.add_note(f"(raised while computing metric {name!r}; nothing was cached)")
             raise
+        finally:
+            self._computing_begins(-1)
         duration = time.perf_counter() - start
+        self._provenance.computed(self._scope, name)
         if loud:
             report("Completed %s in %s", name, seconds(duration))
         return value, duration
@@ -457,10 +534,18 @@ class DatedCacheManager(MetricRegistry):
     def _write(
         self, name: str, value: Any, duration: float | None, verbose: bool | None, strict: bool
     ) -> None:
-        self._stored.write(name, value, duration, self._verbose(verbose), strict)
+        provenance = self._provenance.for_write(name)
+        self._stored.write(name, value, duration, self._verbose(verbose), strict, provenance)
 
     def _verbose(self, verbose: bool | None) -> bool:
         return self.verbose if verbose is None else verbose
+
+
+def _rebuild(description: _portable.Description, code_options: dict[str, Any]) -> Any:
+    """A pickled manager, with the ``version=``/``depends_on=`` its metrics were collected with."""
+    manager = _portable.rebuild(description)
+    manager._provenance.code_options.update(code_options)
+    return manager
 
 
 class CollectingDatedCacheManager(DatedCacheManager):

@@ -58,6 +58,18 @@ class EntryInfo:
         The store's identity of the data file (an inode), when it has one.
     legacy : bool
         True for entries written by simple_metrics_manager (no record, no checksum).
+    value_id : str or None
+        ``"xxh3_128:<hex>"``: a content hash of the value itself, whatever its file
+        format (see :mod:`metricache.provenance.values`); None when unknown.
+    dependencies : tuple of (name, value_id) pairs, or None
+        The metrics this value was computed from, each with the value id it read;
+        None for entries written without provenance (treated as fresh).
+    code : tuple of (part, hash) pairs, or None
+        The code fingerprint of the metric function, as named parts (the first is
+        ``("algorithm", tag)``); None when unknown.
+    invalidated : str or None
+        When :meth:`~metricache.DatedCacheManager.invalidate` marked it stale (ISO
+        8601), and why; a recompute writes a new entry without the mark.
     """
 
     name: str
@@ -71,6 +83,10 @@ class EntryInfo:
     hint: str | None = None
     file_id: str | None = None
     legacy: bool = False
+    value_id: str | None = None
+    dependencies: tuple[tuple[str, str | None], ...] | None = None
+    code: tuple[tuple[str, str], ...] | None = None
+    invalidated: str | None = None
 
     @property
     def date(self) -> str:
@@ -101,6 +117,7 @@ def _from_json(data: Any) -> EntryInfo | None:
     kwargs = dict(data) if complete else {k: data[k] for k in data if k in _KNOWN}
     stamp = datetime.fromisoformat(kwargs["timestamp"])
     kwargs["timestamp"] = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    _provenance_from_json(kwargs)
     if not complete:
         return EntryInfo(**kwargs)  # missing fields take their defaults
     # Every field given: fill the frozen instance directly, skipping the generated
@@ -108,6 +125,14 @@ def _from_json(data: Any) -> EntryInfo | None:
     info = object.__new__(EntryInfo)
     info.__dict__.update(kwargs)
     return info
+
+
+def _provenance_from_json(kwargs: dict[str, Any]) -> None:
+    """JSON lists of pairs back to the tuples :class:`EntryInfo` holds (hashable, frozen)."""
+    for key in ("dependencies", "code"):
+        pairs = kwargs.get(key)
+        if pairs is not None:
+            kwargs[key] = tuple((str(a), None if b is None else str(b)) for a, b in pairs)
 
 
 def encode_record(current: EntryInfo, previous: list[EntryInfo]) -> bytes:

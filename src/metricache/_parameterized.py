@@ -20,13 +20,14 @@ from ._keys import Key, call_digest, describe, param_key
 from ._names import default_name_generation_function, hashed_name, plain_name, seed_faithful
 from ._registry import Owner
 from .exceptions import InvalidMetricNameError, MetricNameCollisionError, UnknownMetricError
+from .provenance.staleness import OnStale
 
 __all__ = ["CollectedMetric", "ParamsList", "collect_metric"]
 
 ParamsList = Iterable[Any]
 NameGenerator = Callable[[str, tuple[Any, ...]], str]
 #: Keywords of ``CM.<name>(...)`` itself, unless the function has such a parameter.
-OPTIONS = ("use_stored", "verbose")
+OPTIONS = ("use_stored", "verbose", "on_stale")
 
 
 class Manager(Protocol):
@@ -35,7 +36,14 @@ class Manager(Protocol):
     cache: dict[str, Any]
     dynamic_metric_creation: bool
 
-    def get(self, name: str, use_stored: bool = ..., verbose: bool | None = ...) -> Any: ...
+    def get(
+        self,
+        name: str,
+        use_stored: bool = ...,
+        verbose: bool | None = ...,
+        *,
+        on_stale: OnStale | None = ...,
+    ) -> Any: ...
     def check_name(self, name: str) -> None: ...
     def declares(self, name: str, owner: Owner) -> bool: ...
     def check_free(self, name: str, owner: Owner) -> None: ...
@@ -84,21 +92,20 @@ class CollectedMetric:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Return the cached value for these parameters (computing it if needed).
 
-        ``use_stored=False`` recomputes and ``verbose=`` overrides the manager's,
-        unless the function has a parameter of that name (then it gets the value).
+        ``use_stored=False`` recomputes, ``verbose=`` overrides the manager's and
+        ``on_stale=`` its stale policy, unless the function has a parameter of that
+        name (then it gets the value).
         """
-        use_stored, verbose = True, None
+        use_stored, verbose, on_stale = True, None, None  # type: Any, Any, Any
         if kwargs and self._options:
             if "use_stored" in self._options:
                 use_stored = kwargs.pop("use_stored", True)
             if "verbose" in self._options:
                 verbose = kwargs.pop("verbose", None)
-        if use_stored and not args and not kwargs and self._plain is not None:
-            try:
-                return self._manager.cache[self._plain]
-            except KeyError:
-                pass
-        return self._manager.get(self.metric_name(*args, **kwargs), use_stored, verbose)
+            if "on_stale" in self._options:
+                on_stale = kwargs.pop("on_stale", None)
+        name = self.metric_name(*args, **kwargs)
+        return self._manager.get(name, use_stored, verbose, on_stale=on_stale)
 
     def metric_name(self, *args: Any, **kwargs: Any) -> str:
         """The metric name for these parameters, creating it if dynamic creation is on."""
@@ -115,10 +122,15 @@ class CollectedMetric:
             self._resolved[spelled] = name
         return name
 
-    def get_all(self, use_stored: bool = True, verbose: bool | None = None) -> list[Any]:
+    def get_all(
+        self,
+        use_stored: bool = True,
+        verbose: bool | None = None,
+        on_stale: OnStale | None = None,
+    ) -> list[Any]:
         """Values for every declared parameter set, in ``params_list`` order."""
         get = self._manager.get
-        return [get(name, use_stored, verbose) for name in self._declared]
+        return [get(n, use_stored, verbose, on_stale=on_stale) for n in self._declared]
 
     def declarations(self) -> list[tuple[str, Callable[[], Any], Owner]]:
         """``(name, function, owner)`` of every declared metric, each name once."""

@@ -86,6 +86,22 @@ class Records:
         record = encode_record(current, previous)
         self.store.put_atomic(self.key(current.name), lambda f: f.write(record), durable=durable)
 
+    def rewrite_current(self, current: EntryInfo) -> bool:
+        """Replace the current entry's record fields by *current*'s, atomically.
+
+        Only for fields that do not describe the data (an invalidation mark): size
+        and checksum must stay those of the data. The caller holds the name's lock.
+        Returns False when the record is gone or describes other data now.
+        """
+        try:
+            found, previous, _ = self.read(current.name)
+        except (FileNotFoundError, CorruptEntryError):
+            return False
+        if (found.size, found.checksum) != (current.size, current.checksum):
+            return False
+        self.write(current, previous)
+        return True
+
     def delete(self, name: str) -> None:
         """Remove *name*'s records of this format."""
         for key in self.keys(name):

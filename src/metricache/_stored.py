@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from collections.abc import Callable
 from typing import Any, Literal
@@ -9,7 +11,6 @@ from typing import Any, Literal
 from ._log import logger, report
 from ._memory import MISSING, MemoryTier
 from ._meta import EntryInfo
-from ._filestorage import FileStorageInterface
 from ._userwarn import warn_write_failed
 from .exceptions import CorruptEntryError, MetricNotStoredError, UnsupportedValueError
 from .storage import AutoStorageInterface, StorageInterface
@@ -90,9 +91,10 @@ class StoredValues:
     ) -> None:
         """Store a value; a failed write warns (or raises when *strict*)."""
         try:
-            if provenance is not None and isinstance(self.storage, FileStorageInterface):
-                info = self.storage.write_entry(name, value, duration, provenance)
-            else:  # storage written for the seed: its write_entry takes three arguments
+            if provenance is not None and _takes_provenance(type(self.storage)):
+                write = self.storage.write_entry
+                info = write(name, value, duration, provenance=provenance)  # type: ignore[call-arg]
+            else:  # a write_entry of three arguments (written for the seed, or overridden)
                 info = self.storage.write_entry(name, value, duration)
         except UnsupportedValueError as err:
             # Nothing is stored or held: the value (the function's own object) is
@@ -113,6 +115,12 @@ class StoredValues:
     def hold_computed(self, name: str, value: Any) -> Any:
         """Hold a computed value as a later load would return it; return the caller's copy."""
         return self.memory.hold(name, self.storage.memory_form(value))
+
+
+@functools.cache
+def _takes_provenance(kind: type[StorageInterface]) -> bool:
+    """Whether *kind*'s ``write_entry`` records provenance (a ``provenance=`` argument)."""
+    return "provenance" in inspect.signature(kind.write_entry).parameters
 
 
 def as_storage(storage: Any) -> StorageInterface:

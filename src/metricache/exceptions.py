@@ -14,6 +14,7 @@ the seed package::
      ├── PickleRequiredError           (ValueError)   a valid file that only loads by unpickling
      ├── LockTimeoutError              (TimeoutError) waited longer than ``lock_timeout``
      ├── MetricCycleError              (RuntimeError) a metric that (indirectly) needs itself
+     ├── StaleMetricError              (RuntimeError) a stored value its code no longer computes
      └── MissingDependencyError        (ImportError)  an optional extra is not installed
 
     CacheWriteWarning (UserWarning): a computed value could not be stored; it is
@@ -36,6 +37,7 @@ __all__ = [
     "MetricacheError",
     "MissingDependencyError",
     "PickleRequiredError",
+    "StaleMetricError",
     "UnknownMetricError",
     "UnsupportedValueError",
 ]
@@ -118,6 +120,21 @@ class MetricCycleError(MetricacheError, RuntimeError):
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuild from the path, not the message, when sent between processes.
         return type(self), (self.path,), self.__dict__
+
+
+class StaleMetricError(MetricacheError, RuntimeError):
+    """A stored value is stale (``on_stale="raise"``); ``.report`` says why."""
+
+    def __init__(self, report: Any) -> None:
+        super().__init__(
+            f"{report}; recompute it with use_stored=False, or pass on_stale='recompute' "
+            "(or 'warn', 'ignore')"
+        )
+        self.report = report
+        self.name: str = report.name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.report,)
 
 
 class MissingDependencyError(MetricacheError, ImportError):
