@@ -21,6 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import scenario_disk
+import scenario_frames
 import scenario_many
 import scenario_memory
 import scenario_miss
@@ -36,6 +37,7 @@ SCENARIOS: dict[str, Scenario] = {
     "miss": scenario_miss.run,
     "many": scenario_many.run,
     "open": scenario_open.run,
+    "frames": scenario_frames.run,
 }
 
 FOOTNOTES = [
@@ -108,7 +110,10 @@ def machine_info(temp_root: str, config: Config) -> dict[str, str]:
         "platform": platform.platform(),
         "cpu": f"{_cpu_model()}, {os.cpu_count()} logical CPUs ({usable} usable)",
         "python": sys.version.split()[0],
-        **{p: _version(p) for p in ("numpy", "metricache", "xxhash", "joblib", "diskcache")},
+        **{
+            p: _version(p)
+            for p in ("numpy", "metricache", "xxhash", "joblib", "diskcache", "pandas", "pyarrow")
+        },
         "metricache source": _source_state(),
         "temp dir file system": _filesystem(os.path.realpath(temp_root)),
         "load average at start": _load(),

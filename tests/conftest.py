@@ -21,11 +21,18 @@ from metricache import (
 )
 from metricache._layout import record_key
 
-#: Every built-in storage interface; the contract tests run against each.
+#: Every built-in single-format storage interface: the suites that find a data file
+#: by its interface's ``file_ext`` or swap its ``codec`` (atomicity, corruption,
+#: metadata, hostile folders) run against each.
 STORAGE_CLASSES: list[type[StorageInterface]] = [
     NpzStorageInterface,
     NpyStorageInterface,
     JsonStorageInterface,
+]
+#: Every built-in storage interface: the storage contract runs against each. The
+#: auto interface has no single format (``file_ext`` is empty), so it joins here only.
+CONTRACT_CLASSES: list[type[StorageInterface]] = [
+    *STORAGE_CLASSES,
     AutoStorageInterface,
     PickleStorageInterface,
 ]
@@ -83,4 +90,4 @@ def _quiet_metricache_logger() -> Iterator[None]:
     logger.propagate = propagate
 
 
-__all__ = ["STORAGE_CLASSES", "Counter", "metricache", "record_file"]
+__all__ = ["CONTRACT_CLASSES", "STORAGE_CLASSES", "Counter", "metricache", "record_file"]

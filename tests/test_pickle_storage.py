@@ -111,7 +111,8 @@ def value():
 CM = DatedCacheManager(PickleStorageInterface(sys.argv[1]), verbose=False)
 CM.set_functions_dict({"m": value})
 got = CM["m"]
-print(type(got["f"]).__name__, got["f"], type(got["s"]).__name__, "".join(sorted(got["s"])), len(calls))
+kinds = type(got["f"]).__name__, type(got["s"]).__name__
+print(*kinds, got["f"], "".join(sorted(got["s"])), len(calls))
 """
 
 

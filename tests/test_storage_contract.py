@@ -1,6 +1,6 @@
 """The storage contract, written once and run against every storage interface.
 
-A new backend adopts it by joining ``STORAGE_CLASSES`` in ``conftest.py`` and, if
+A new backend adopts it by joining ``CONTRACT_CLASSES`` in ``conftest.py`` and, if
 it stores values of its own kind, adding a value strategy to ``VALUES`` below.
 """
 
@@ -36,6 +36,7 @@ from metricache import (
 )
 
 from ._compare import assert_same
+from .conftest import CONTRACT_CLASSES
 
 StorageClass = Callable[..., StorageInterface]
 
@@ -252,6 +253,12 @@ def strategy_for(storage_class: StorageClass, table: dict[type[StorageInterface]
         if cls in table:
             return table[cls]
     pytest.fail(f"no contract values for {storage_class!r}; add them to this module's tables")
+
+
+@pytest.fixture(params=CONTRACT_CLASSES, ids=lambda c: c.__name__)
+def storage_class(request: pytest.FixtureRequest) -> type[StorageInterface]:
+    """Each built-in storage interface class in turn (single-format or not)."""
+    return request.param  # type: ignore[no-any-return]
 
 
 # -- the seed's API ------------------------------------------------------------------
