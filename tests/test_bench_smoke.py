@@ -31,6 +31,8 @@ TITLES = [
     "(e) get_all over the 300 entries, warm",
     "(f) open a folder of 2,000 entries",
     "(f) list a folder of 2,000 entries",
+    "(g) frame disk hit, fresh manager, 20,000 x 10 DataFrame",
+    "(g) frame miss: trivial compute + store, 20,000 x 10 DataFrame",
 ]
 
 
@@ -84,8 +86,9 @@ def test_every_table_compares_metricache_with_the_field(
 def test_reports_each_target_with_a_verdict(quick_run: tuple[str, dict[str, object]]) -> None:
     out, dump = quick_run
     targets = [t for table in dump["tables"] for t in table["targets"]]
-    # memory hit 3, disk hit 2 per size, miss 2 per size, fill 2, cold read 2, open 1
-    assert len(targets) == 3 + 2 * 3 + 2 * 3 + 2 + 2 + 1
+    # memory hit 3, disk hit 2 per size, miss 2 per size, fill 2, cold read 2, open 1,
+    # frame hit 1, frame miss 1
+    assert len(targets) == 3 + 2 * 3 + 2 * 3 + 2 + 2 + 1 + 2
     verdicts = [line for line in out.splitlines() if line.strip().startswith("target:")]
     assert len(verdicts) == len(targets)
     assert all(line.endswith(("PASS", "MISS")) for line in verdicts)
