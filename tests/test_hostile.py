@@ -380,15 +380,15 @@ def test_unreadable_entry_raises_and_is_not_quarantined(
     manager(NpyStorageInterface(tmp_path), m=lambda: OLD).get("m")
     data = tmp_path / "m.npy"
     before = snapshot(tmp_path)
-    real_open = builtins.open
+    real_open = metricache._store.open_regular
 
-    def no_read(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        if os.fspath(file) == str(data):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
-        return real_open(file, mode, *args, **kwargs)
+    def no_read(path: str, root: str) -> int:
+        if path == str(data):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return real_open(path, root)
 
     # Missing read permission is not corruption: it must not be "repaired" away.
-    monkeypatch.setattr(metricache._store, "open", no_read, raising=False)
+    monkeypatch.setattr(metricache._store, "open_regular", no_read)
     counter = Counter(NEW)
     CM = manager(NpyStorageInterface(tmp_path), m=counter)
     for call in (CM.get, CM.load):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -129,20 +130,21 @@ def test_reader_racing_fast_writers_gets_a_whole_value(
 ) -> None:
     reader, writer = NpyStorageInterface(tmp_path), NpyStorageInterface(tmp_path)
     writer.save("x", np.full(3, 0))
-    decode, calls = reader._entries._decode, []
+    records = reader._entries.records
+    read_record, calls = records.read, []
 
-    def decode_while_writers_replace_it(name: str, hint: str | None) -> object:
+    def read_while_writers_replace_it(name: str) -> Any:
         calls.append(name)
-        if len(calls) > 1:
-            return decode(name, hint)
-        writer.save("x", np.full(3, 1))
-        result = decode(name, hint)  # reads generation 1 ...
-        writer.save("x", np.full(3, 2))  # ... which two more writes push out of the record
-        writer.save("x", np.full(3, 3))
-        return result
+        record = read_record(name)  # describes generation 0 ...
+        if len(calls) == 1:
+            writer.save("x", np.full(3, 1))  # ... which three more writes push out of it
+            writer.save("x", np.full(3, 2))
+            writer.save("x", np.full(3, 3))
+        return record
 
-    monkeypatch.setattr(reader._entries, "_decode", decode_while_writers_replace_it)
+    monkeypatch.setattr(records, "read", read_while_writers_replace_it)
     np.testing.assert_array_equal(reader.load("x"), np.full(3, 3))
+    assert len(calls) == 2  # the stale record's mismatch was read again, not a verdict
 
 
 def test_space_reserved_for_a_write_is_trimmed_to_what_was_written(tmp_path: Path) -> None:

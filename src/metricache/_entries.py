@@ -18,6 +18,9 @@ they only pick the exact previous entry faster, and may be None.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -41,6 +44,14 @@ __all__ = ["Entries", "MmapReader"]
 _PREVIOUS_KEPT = 2
 #: Reads of an entry before a persistent record/data mismatch counts as corruption.
 _READ_ATTEMPTS = 3
+#: Seconds before the second read of a changing entry (then twice that, ...).
+_RETRY_PAUSE = 0.002
+#: What decoding garbage can raise besides CorruptEntryError: all of it is corruption.
+#: (A declared size too large to allocate is MemoryError; nesting too deep, RecursionError.)
+_DECODE_ERRORS = (
+    ValueError, EOFError, UnicodeDecodeError, MemoryError, RecursionError, OverflowError,
+    IndexError, KeyError, TypeError, IsADirectoryError,
+)  # fmt: skip
 #: Reads a local file by memory-mapping it: ``(key, hint) -> value`` or None to read.
 MmapReader = Callable[[str, "str | None"], Any]
 #: What encoding a value gives: size, checksum, codec hint, value id.
@@ -49,6 +60,14 @@ _Encoded = tuple[int, str, "str | None", "str | None"]
 
 class _Changed(Exception):
     """The entry changed under a reader; read it again."""
+
+
+class _Mismatch(Exception):
+    """Data that matches no entry of the record, with what was read (to see a change)."""
+
+    def __init__(self, state: object, error: CorruptEntryError) -> None:
+        super().__init__(str(error))
+        self.state, self.error = state, error
 
 
 class Entries:
@@ -155,24 +174,40 @@ class Entries:
 
         The data's identity picks the one entry exactly, however many earlier
         writers died between their record and their commit; without one (a copied
-        folder, a store without identities) entries of the same size are kept; when
-        no entry describes the data (a legacy file, a lost record), it is hashed now,
-        so every remembered entry carries a checksum.
+        folder, a store without identities) entries of the same size are kept. Only
+        a legacy file (no record ever) is hashed now and remembered as it is; data
+        that a record once described but none does now is never remembered (its
+        codec hint is lost, so read hint-less it could be another value).
         """
+        key = self.data_key(name)
         try:
-            stat = self.store.stat(self.data_key(name))
+            stat = self.store.stat(key)
         except FileNotFoundError:
             return [], None
         try:
             current, previous, old = self.records.read(name)
-            candidates = [c for c in (current, *previous) if c.checksum is not None]
-        except (FileNotFoundError, CorruptEntryError):
-            candidates, old = [], False
+        except FileNotFoundError:
+            if not self.records.ever_recorded(name):
+                return self._describe_unknown(name, stat), None
+            self._drop_undescribed(key)
+            return [], None
+        except CorruptEntryError:
+            self._drop_undescribed(key)
+            return [], None
+        candidates = [c for c in (current, *previous) if c.checksum is not None]
         same_file = [c for c in candidates if stat.identity and c.file_id == stat.identity]
         same_size = [c for c in candidates if c.size == stat.size]
         chosen = same_file[:1] or same_size[:_PREVIOUS_KEPT]
-        old_key = old_record_key(name) if old else None
-        return chosen or self._describe_unknown(name, stat), old_key
+        return chosen, old_record_key(name) if old else None
+
+    def _drop_undescribed(self, key: str) -> None:
+        """Remove data no record describes before a new record names other data.
+
+        Readers then see "not stored" until the commit, instead of data that
+        matches nothing; removing data never makes a reader return a wrong value.
+        """
+        with contextlib.suppress(OSError):
+            self.store.delete(key)
 
     def _describe_unknown(self, name: str, stat: StatResult) -> list[EntryInfo]:
         """An entry for data no record describes: hashed now, decoded as legacy."""
@@ -201,86 +236,158 @@ class Entries:
         """The stored value of *name* and the record entry its data matched.
 
         Raises ``MetricNotStoredError`` if nothing is stored and
-        ``CorruptEntryError`` if what is stored fails verification.
+        ``CorruptEntryError`` if what is stored fails verification. A mismatch is
+        read again only while record or data change: an unchanged one is the verdict.
         """
-        error: Exception | None = None
-        for _ in range(_READ_ATTEMPTS):
+        error: CorruptEntryError | None = None
+        seen: _Mismatch | None = None
+        for attempt in range(_READ_ATTEMPTS):
+            if attempt:
+                time.sleep(_RETRY_PAUSE * attempt)  # let a writer between its renames finish
             try:
                 current, previous, _ = self.records.read(name)
             except FileNotFoundError:
                 try:
-                    return self._read_legacy(name)
-                except _Changed as changed:
-                    error = changed
+                    return self._read_unrecorded(name)
+                except _Changed:
                     continue
             try:
-                return self._read_verified(name, [current, *previous])
+                return self._read_verified(name, [current, *previous], seen)
             except FileNotFoundError:
-                # A record without data: a first write that never finished.
+                # A record without data: a first write that never finished, or a delete.
                 raise MetricNotStoredError(not_stored_message(name, self)) from None
-            except CorruptEntryError as err:
-                # Writers may have replaced record and data between our reads: a
-                # mismatch that persists over fresh reads is real corruption.
-                error = err
-        if isinstance(error, CorruptEntryError):
-            raise error
-        raise CorruptEntryError(f"{self.where(self.data_key(name))} kept changing while read")
-
-    def _read_verified(self, name: str, candidates: list[EntryInfo]) -> tuple[Any, EntryInfo]:
-        """Decode the data and return it with the record entry it matches.
-
-        The data is decoded with the codec hint of the entry it most likely is (by
-        identity, else the current one); when that hint does not fit it (the data
-        is an earlier entry: a writer died before its commit), with the others'.
-        """
-        key = self.data_key(name)
-        expected = self._expected(key, candidates)
-        hints = dict.fromkeys([expected.hint, *(c.hint for c in candidates)])
-        error: CorruptEntryError | None = None
-        for hint in hints:
-            try:
-                value, size, checksum = self._decode(key, hint)
-            except CorruptEntryError as err:
-                error = error or err
-                continue
-            matched = self._match(key, size, checksum, candidates)
-            if matched.hint != hint:
-                # Decodable with this hint, but written with another: decode it the
-                # way it was written.
-                value, size, checksum = self._decode(key, matched.hint)
-                if self._match(key, size, checksum, candidates).hint != matched.hint:
-                    raise CorruptEntryError(f"{self.where(key)} changed while read")
-            return value, matched
-        assert error is not None
+            except _Mismatch as mismatch:
+                if mismatch is seen:  # nothing changed since the last read: the verdict
+                    raise mismatch.error from None
+                seen, error = mismatch, mismatch.error
+        if error is None:
+            error = CorruptEntryError(
+                f"{self.where(self.data_key(name))} kept changing while read"
+            )
         raise error
 
-    def _expected(self, key: str, candidates: list[EntryInfo]) -> EntryInfo:
-        """The entry the data should be, by its identity (when the store has one)."""
-        try:
-            identity = self.store.stat(key).identity
-        except FileNotFoundError:
-            return candidates[0]
-        same = [c for c in candidates if identity is not None and c.file_id == identity]
-        return same[0] if same else candidates[0]
+    def _read_unrecorded(self, name: str) -> tuple[Any, EntryInfo]:
+        """Data without a record: legacy only if no record ever described it."""
+        if self.records.has(name):
+            raise _Changed(name)  # written (or damaged) since we looked
+        if self.records.ever_recorded(name):
+            # Deleted: data there now is left over from a race with a writer, and
+            # without its record its codec hint is lost.
+            raise MetricNotStoredError(not_stored_message(name, self))
+        return self._read_legacy(name)
 
-    def _decode(self, key: str, hint: str | None, recorded: bool = True) -> Decoded:
-        """Decode the data under *key*: ``(value, size, checksum)``."""
-        if self._mmap_reader is not None and recorded:
-            mapped = self._mmap_reader(key, hint)
+    def _read_verified(
+        self, name: str, candidates: list[EntryInfo], seen: _Mismatch | None = None
+    ) -> tuple[Any, EntryInfo]:
+        """Decode the data and return it with the record entry it matches.
+
+        The size is checked (``fstat``) before anything is decoded, and the data is
+        decoded once with the hint of the entry it most likely is (by identity,
+        else the first of that size); only a valid earlier entry written with
+        another hint is decoded a second time.
+        """
+        key = self.data_key(name)
+        if self._mmap_reader is not None:
+            mapped = self._read_mapped(key, candidates)
             if mapped is not None:
-                return mapped, self.store.stat(key).size, None
+                return mapped
         with self.store.open_read(key) as f:
+            stat = self._stat_open(f, key)
+            state = (tuple(candidates), stat)
+            if seen is not None and seen.state == state:
+                raise seen  # the same record and the same file: decoding again changes nothing
+            sized = [c for c in candidates if c.size == stat.size]
+            if not sized:
+                raise _Mismatch(state, self._mismatch(key, stat.size, None, candidates))
+            expected = self._pick(sized, stat)
             try:
-                return decode_verified(
-                    self.codec, f, hint, hashing=self.verify_checksums, recorded=recorded
-                )
-            except PickleRequiredError as err:
-                # A policy refusal, not damage: never quarantined, so the option can work.
-                raise PickleRequiredError(f"{self.where(key)}: {err}") from None
+                value, size, checksum = self._decode_open(f, key, expected.hint)
             except CorruptEntryError as err:
-                raise CorruptEntryError(f"{self.where(key)}: {err}") from None
-            except (ValueError, EOFError, UnicodeDecodeError) as err:
-                raise CorruptEntryError(f"{self.where(key)} cannot be decoded: {err}") from None
+                return self._read_other_hint(f, key, sized, expected, state, err)
+            try:
+                matched = self._match(key, size, checksum, sized)
+            except CorruptEntryError as err:
+                raise _Mismatch(state, err) from None
+            if matched.hint != expected.hint:
+                # Decodable with this hint, but written with another: decode it the way
+                # it was written (this file matched that entry's checksum).
+                f.seek(0)
+                value, _, _ = self._decode_open(f, key, matched.hint)
+            return value, matched
+
+    def _read_other_hint(
+        self,
+        f: BinaryIO,
+        key: str,
+        sized: list[EntryInfo],
+        expected: EntryInfo,
+        state: object,
+        err: CorruptEntryError,
+    ) -> tuple[Any, EntryInfo]:
+        """After a failed decode: the file may be an entry of another hint, else corrupt.
+
+        Hashing tells which (it costs far less than a decode), so a corrupt file is
+        decoded once.
+        """
+        if all(c.hint == expected.hint for c in sized):
+            raise _Mismatch(state, err)
+        f.seek(0)
+        size, checksum = hash_whole(f)
+        matched = next((c for c in sized if c.checksum == checksum), None)
+        if matched is None or matched.hint == expected.hint:
+            raise _Mismatch(state, err)
+        f.seek(0)
+        value, _, _ = self._decode_open(f, key, matched.hint)
+        return value, matched
+
+    def _read_mapped(self, key: str, candidates: list[EntryInfo]) -> tuple[Any, EntryInfo] | None:
+        """The memory-mapped value (size checked, checksum not), or None to read it."""
+        assert self._mmap_reader is not None
+        stat = self.store.stat(key)
+        sized = [c for c in candidates if c.size == stat.size]
+        if not sized:
+            err = self._mismatch(key, stat.size, None, candidates)
+            raise _Mismatch((tuple(candidates), stat), err)
+        expected = self._pick(sized, stat)
+        try:
+            mapped = self._mmap_reader(key, expected.hint)
+        except _DECODE_ERRORS as err:
+            raise CorruptEntryError(f"{self.where(key)} cannot be decoded: {err!r}") from None
+        return None if mapped is None else (mapped, expected)
+
+    def _stat_open(self, f: BinaryIO, key: str) -> StatResult:
+        """What the store knows of the open file: by ``fstat`` when it has a descriptor."""
+        try:
+            st = os.fstat(f.fileno())
+        except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+            return self.store.stat(key)
+        return StatResult(st.st_size, str(st.st_ino), st.st_mtime)
+
+    @staticmethod
+    def _pick(sized: list[EntryInfo], stat: StatResult) -> EntryInfo:
+        """The entry the data should be, by its identity (when the store has one)."""
+        same = [c for c in sized if stat.identity is not None and c.file_id == stat.identity]
+        return same[0] if same else sized[0]
+
+    def _decode_open(
+        self, f: BinaryIO, key: str, hint: str | None, recorded: bool = True
+    ) -> Decoded:
+        """Decode the open data file *f* (of *key*): ``(value, size, checksum)``.
+
+        Every failure to decode is corruption, naming the file; I/O errors (an
+        ``OSError``) stay I/O errors.
+        """
+        try:
+            return decode_verified(
+                self.codec, f, hint, hashing=self.verify_checksums, recorded=recorded
+            )
+        except PickleRequiredError as err:
+            # A policy refusal, not damage: never quarantined, so the option can work.
+            raise PickleRequiredError(f"{self.where(key)}: {err}") from None
+        except CorruptEntryError as err:
+            raise CorruptEntryError(f"{self.where(key)}: {err}") from None
+        except _DECODE_ERRORS as err:
+            raise CorruptEntryError(f"{self.where(key)} cannot be decoded: {err!r}") from None
 
     def _match(
         self, key: str, size: int, checksum: str | None, candidates: list[EntryInfo]
@@ -289,34 +396,40 @@ class Entries:
         for info in candidates:
             if info.size == size and (checksum is None or info.checksum == checksum):
                 return info
+        raise self._mismatch(key, size, checksum, candidates)
+
+    def _mismatch(
+        self, key: str, size: int, checksum: str | None, candidates: list[EntryInfo]
+    ) -> CorruptEntryError:
         expected = candidates[0]
-        raise CorruptEntryError(
-            f"{self.where(key)} does not match its metadata: "
-            f"{size} bytes with checksum {checksum}, expected {expected.size} bytes "
-            f"with checksum {expected.checksum}"
+        found = f"{size} bytes" + (f" with checksum {checksum}" if checksum else "")
+        return CorruptEntryError(
+            f"{self.where(key)} does not match its metadata: {found}, expected "
+            f"{expected.size} bytes with checksum {expected.checksum}"
         )
 
     def _read_legacy(self, name: str) -> tuple[Any, EntryInfo]:
         """Data without a record: written by simple_metrics_manager (or copied in).
 
-        A writer commits its record before its data and a deleter removes the data
-        before the record, so data that is still the same file after the read, with
-        still no record, was not written by metricache while we read it.
+        A writer commits its record before its data, and a record is only removed
+        after its marker is left, so data that is still the same file after the
+        read, with still neither, was not written by metricache while we read it.
         """
         key = self.data_key(name)
         try:
             before = self.store.stat(key)
-            value, _, _ = self._decode(key, None, recorded=False)
+            value, _, _ = self.decode_legacy(key)
             after = self.store.stat(key)
         except FileNotFoundError:
             raise MetricNotStoredError(not_stored_message(name, self)) from None
-        if after != before or self.records.has(name):
+        if after != before or self.records.ever_recorded(name):
             raise _Changed(name)
         return value, self._legacy_info(name, after)
 
     def decode_legacy(self, key: str) -> Decoded:
         """Decode a file without a record (a legacy entry or sidecar) the seed's way."""
-        return self._decode(key, None, recorded=False)
+        with self.store.open_read(key) as f:
+            return self._decode_open(f, key, None, recorded=False)
 
     def _legacy_info(self, name: str, stat: StatResult | None = None) -> EntryInfo:
         """A legacy entry's date: its seed ``_date`` sidecar, else the data's mtime."""
@@ -337,21 +450,39 @@ class Entries:
             return self.records.read(name)[0]
         except FileNotFoundError:
             pass
+        if self.records.ever_recorded(name):
+            return None  # deleted: what data is left is no entry
         try:
             return self._legacy_info(name, self.store.stat(self.data_key(name)))
         except FileNotFoundError:
             return None
 
     def verify(self, name: str) -> EntryInfo | None:
-        """Hash the data now and return the entry it matches (None if not stored)."""
-        try:
-            current, previous, _ = self.records.read(name)
-        except FileNotFoundError:
-            return self.info(name)
-        key = self.data_key(name)
-        with self.store.open_read(key) as f:
-            size, checksum = hash_whole(f)
-        return self._match(key, size, checksum, [current, *previous])
+        """Hash the data now and return the entry it matches (None if not stored).
+
+        Like a load, a mismatch is checked again while writers may be replacing the
+        entry; only one that persists is corruption.
+        """
+        error: CorruptEntryError | None = None
+        for attempt in range(_READ_ATTEMPTS):
+            if attempt:
+                time.sleep(_RETRY_PAUSE * attempt)
+            try:
+                current, previous, _ = self.records.read(name)
+            except FileNotFoundError:
+                return self.info(name)
+            key = self.data_key(name)
+            try:
+                with self.store.open_read(key) as f:
+                    size, checksum = hash_whole(f)
+            except FileNotFoundError:
+                return None  # a record without data: not stored
+            try:
+                return self._match(key, size, checksum, [current, *previous])
+            except CorruptEntryError as err:
+                error = err
+        assert error is not None
+        raise error
 
     def where(self, key: str) -> str:
         """A human location of *key*: its local path when the store has one."""

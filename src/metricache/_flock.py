@@ -48,24 +48,26 @@ class ProcessLock:
         """Try for up to *wait* seconds (0: once); return whether the lock is held."""
         if sys.platform == "win32":  # pragma: no cover
             return self._acquire_fallback(wait)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        # Kept before the attempt: whoever releases this object closes it, and with
+        # it the lock, however an interrupt cut the acquisition short.
+        self._fd = fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:
             if _poll(lambda: _try_flock(fd), wait):
-                self._fd = fd
                 return True
         except BaseException:
-            os.close(fd)
+            self.release()
             raise
-        os.close(fd)
+        self.release()
         return False
 
     def release(self) -> None:
         """Release the lock (closing the descriptor drops it)."""
-        if self._fd is None:  # pragma: no cover - Windows
+        if sys.platform == "win32":  # pragma: no cover - Windows
             self._release_fallback()
             return
         fd, self._fd = self._fd, None
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
     def _acquire_fallback(self, wait: float) -> bool:  # pragma: no cover - Windows
         from filelock import FileLock, Timeout
@@ -101,18 +103,21 @@ class FolderLocks:
     def acquire(self, name: str, wait: float) -> bool:
         """Try for up to *wait* seconds to lock *name*; return whether it is held."""
         if not _OFD:
-            lock = ProcessLock(self.lock_dir / f"{name}.lock")
+            # Registered first, so a release after an interrupted acquire finds it.
+            lock = self._files[name] = ProcessLock(self.lock_dir / f"{name}.lock")
             if not lock.acquire(wait):
+                self._files.pop(name, None)
                 return False
-            self._files[name] = lock
             return True
         fd, offset = self._shared_fd(), _offset(name)
         return _poll(lambda: _try_range(fd, offset, fcntl.F_WRLCK), wait)
 
     def release(self, name: str) -> None:
-        """Release *name* (held by this process)."""
+        """Release *name* if this process holds it (otherwise nothing happens)."""
         if not _OFD:
-            self._files.pop(name).release()
+            lock = self._files.pop(name, None)
+            if lock is not None:
+                lock.release()
             return
         fd = self._fd
         if fd is not None:

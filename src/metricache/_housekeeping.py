@@ -57,6 +57,8 @@ def quarantine(entries: Entries, name: str) -> str:
     """Move *name*'s data and record into a fresh quarantine folder; return where."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     folder = f"{QUARANTINE_DIR}/{stamp}-{uuid.uuid4().hex[:6]}"
+    # The marker first: data that appears once the record is gone is never legacy.
+    entries.records.mark_gone(name)
     for key in [entries.data_key(name), *entries.records.keys(name)]:
         try:
             entries.store.move(key, f"{folder}/{key}")

@@ -6,6 +6,7 @@
     <name>_date<suffix>                    the seed's date sidecar (legacy folders only)
     .metricache/meta/<kind>/<name>.json    the record of data file <name><suffix>
     .metricache/meta/<name>.json           a record of metricache 0.1 (read, never written)
+    .metricache/meta/<kind>/<name>.gone    data file <name><suffix> had a record once
     .metricache/locks/                     cross-process locks and cycle-detection notes
     .metricache/quarantine/<stamp>/        corrupt entries moved aside
     .mctmp-<host>-<pid>-<random>           a writer's temp file, next to its target
@@ -28,6 +29,7 @@ __all__ = [
     "ROOT_DIR",
     "TEMP_PREFIX",
     "data_key",
+    "gone_key",
     "old_record_key",
     "record_dir",
     "record_key",
@@ -70,3 +72,12 @@ def record_key(name: str, suffix: str) -> str:
 def old_record_key(name: str) -> str:
     """Where metricache 0.1 kept the record of *name* (one per name, whatever the format)."""
     return f"{META_DIR}/{name}{RECORD_SUFFIX}"
+
+
+def gone_key(name: str, suffix: str) -> str:
+    """The marker left when the record of ``<name><suffix>`` is removed.
+
+    Data of a name with a marker was written by metricache, so it is never read
+    as a hint-less legacy file.
+    """
+    return f"{record_dir(suffix)}/{name}.gone"

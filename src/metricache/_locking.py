@@ -24,20 +24,25 @@ import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from . import _context
 from ._context import computing, computing_stack
 from ._flock import FolderLocks, reset_in_forked_children
-from ._layout import LOCK_DIR
+from ._layout import LOCK_DIR, ROOT_DIR
+from ._safeopen import free_of_holders, read_small, try_hold
 from ._store import _HOST, _pid_alive
-from .exceptions import LockTimeoutError, MetricCycleError
+from .exceptions import CorruptEntryError, LockTimeoutError, MetricCycleError
 
 __all__ = ["LOCK_DIR", "LocalLocks", "LockProvider", "ThreadLocks", "single_flight"]
 
 _POLL = 0.05
+#: Largest ``.wait`` record read (they are a few hundred bytes).
+_WAIT_MAX = 1 << 16
 
 
 @runtime_checkable
@@ -67,8 +72,16 @@ def single_flight(locks: LockProvider, name: str, timeout: float | None) -> Iter
     stack = computing_stack(scope)
     if name in stack:
         raise MetricCycleError([*stack[stack.index(name) :], name])
-    with locks.hold(name, timeout), computing(scope, name):
-        yield
+    with locks.hold(name, timeout):
+        outer = _context._stack.get()
+        try:
+            with computing(scope, name):
+                yield
+        finally:
+            # computing() pushes before its try: a KeyboardInterrupt between the two
+            # would leave *name* "computing" in this context (a false cycle next time).
+            if _context._stack.get() is not outer:
+                _context._stack.set(outer)
 
 
 def scope_of(locks: object) -> str:
@@ -104,9 +117,11 @@ class LocalLocks:
     def _reset(self) -> None:
         """Start with no thread locks held."""
         self._guard = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, Any] = {}
         self._holders: dict[str, str] = {}
         self._waiting: dict[str, tuple[str, list[str]]] = {}
+        #: Descriptors holding the flock of this process's published ``.wait`` files.
+        self._wait_fds: dict[str, int] = {}
 
     def _after_fork(self) -> None:
         # The child's copies of thread locks held by the parent's other threads
@@ -129,16 +144,23 @@ class LocalLocks:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         thread_lock = self._thread_lock(name)
-        self._wait(name, lambda t: thread_lock.acquire(timeout=t), deadline, timeout)
+        if thread_lock._is_owned():
+            raise MetricCycleError([name, name])  # this thread would wait on itself
+        # Acquired inside the try, released by ownership: a KeyboardInterrupt between
+        # the acquire and any bookkeeping still ends in the release.
         try:
+            self._wait(name, lambda t: thread_lock.acquire(timeout=t), deadline, timeout)
             with self._file_lock(name, deadline, timeout):
                 yield
         finally:
-            thread_lock.release()
+            if thread_lock._is_owned():
+                thread_lock.release()
 
-    def _thread_lock(self, name: str) -> threading.Lock:
+    def _thread_lock(self, name: str) -> Any:
+        # An RLock knows its owner (a Lock does not), so an interrupted acquire can be
+        # told apart from one that never happened; it is never entered twice.
         with self._guard:
-            return self._locks.setdefault(name, threading.Lock())
+            return self._locks.setdefault(name, threading.RLock())
 
     @contextlib.contextmanager
     def _file_lock(
@@ -153,23 +175,23 @@ class LocalLocks:
                 self._holders.pop(name, None)
             return
         locks = self._process_locks(self.folder)
-        locked = True
         try:
-            self._ensure_lock_dir()
-            self._wait(name, lambda wait: locks.acquire(name, wait), deadline, timeout)
-        except OSError as err:
-            if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise
-            # A folder we may not write: nothing can be stored through us anyway, so
-            # the thread lock alone is enough (and loads, computes still work).
-            locked = False
-        try:
+            try:
+                self._ensure_lock_dir()
+                self._wait(name, lambda wait: locks.acquire(name, wait), deadline, timeout)
+            except OSError as err:
+                if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP):
+                    raise
+                # A folder we may not write (or whose .metricache leads elsewhere):
+                # nothing can be stored through us anyway, so the thread lock alone
+                # is enough (and loads, computes still work).
             self._holders[name] = holder
             yield
         finally:
             self._holders.pop(name, None)
-            if locked:
-                locks.release(name)
+            # Unconditional: this thread holds the name's thread lock, so no other
+            # thread here holds its range, and releasing a range not held is a no-op.
+            locks.release(name)
 
     def _process_locks(self, folder: Path) -> FolderLocks:
         with self._guard:
@@ -180,6 +202,8 @@ class LocalLocks:
     def _ensure_lock_dir(self) -> None:
         """Create the lock folder once per instance (not on every miss)."""
         if not self._lock_dir_ready and self.folder is not None:
+            if (self.folder / ROOT_DIR).is_symlink():
+                raise OSError(errno.ELOOP, f"{self.folder / ROOT_DIR} is a symlink")
             (self.folder / LOCK_DIR).mkdir(parents=True, exist_ok=True)
             self._lock_dir_ready = True
 
@@ -191,8 +215,8 @@ class LocalLocks:
             return
         me = _actor()
         suspect: list[str] | None = None
-        self._set_waiting(me, name)
         try:
+            self._set_waiting(me, name)  # inside the try: an interrupt here still clears it
             while not acquire(_POLL):
                 cycle = self._find_cycle(me, name)
                 # A cycle must be seen twice in a row: records can be briefly stale.
@@ -209,18 +233,27 @@ class LocalLocks:
             self._set_waiting(me, None)
 
     def _set_waiting(self, actor: str, name: str | None) -> None:
-        """Publish (or clear) what *actor* waits for and its stack, in memory and on disk."""
+        """Publish (or clear) what *actor* waits for and its stack, in memory and on disk.
+
+        The ``.wait`` file is published with its flock held for as long as the
+        actor waits: a free lock marks the record of an actor that died.
+        """
         path = None if self.folder is None else self.folder / LOCK_DIR / f"{actor}.wait"
         if name is None:
             self._waiting.pop(actor, None)
             if path is not None:
                 with contextlib.suppress(OSError):
                     path.unlink()
+            fd = self._wait_fds.pop(actor, None)
+            if fd is not None:
+                os.close(fd)
             return
         stack = list(computing_stack(self.scope))
         self._waiting[actor] = (name, stack)
-        if path is not None:
-            _write_json(path, {"waiting_for": name, "stack": stack})
+        if path is not None and actor not in self._wait_fds:
+            fd = _publish_held(path, {"waiting_for": name, "stack": stack})
+            if fd is not None:
+                self._wait_fds[actor] = fd
 
     def _holder_of(self, name: str) -> str | None:
         """The actor holding *name*'s lock, if known: in this process, or a waiter elsewhere.
@@ -239,9 +272,15 @@ class LocalLocks:
     def _waiters_on_disk(self) -> Iterator[tuple[str, tuple[str, list[str]]]]:
         assert self.folder is not None
         for path in (self.folder / LOCK_DIR).glob("*.wait"):
+            actor = path.name[: -len(".wait")]
+            if actor not in self._wait_fds and free_of_holders(str(path)):
+                # Its waiter died (its lock is free): stale, whatever its pid says now.
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
             waiting = _parse_wait(_read_json(path))
             if waiting is not None:
-                yield path.name[: -len(".wait")], waiting
+                yield actor, waiting
 
     def _waiting_of(self, actor: str) -> tuple[str, list[str]] | None:
         """What *actor* waits for, and the names it is computing meanwhile."""
@@ -285,10 +324,29 @@ def _actor_alive(actor: str) -> bool:
         return True
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Best-effort small record; readers tolerate a torn or missing file."""
-    with contextlib.suppress(OSError):
-        path.write_text(json.dumps(data))
+def _publish_held(path: Path, data: dict[str, Any]) -> int | None:
+    """Write a small record under *path* with its flock held; the descriptor holding it.
+
+    Written aside and renamed into place already locked, so no reader ever sees a
+    live waiter's record unlocked. Best effort: None if the folder refuses it.
+    """
+    tmp = path.with_name(f"{path.name}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except OSError:
+        return None
+    try:
+        try_hold(fd)
+        os.write(fd, json.dumps(data).encode())
+        os.replace(tmp, path)
+    except BaseException as err:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(err, OSError):
+            return None
+        raise
+    return fd
 
 
 def _parse_wait(data: dict[str, Any] | None) -> tuple[str, list[str]] | None:
@@ -299,9 +357,9 @@ def _parse_wait(data: dict[str, Any] | None) -> tuple[str, list[str]] | None:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return _parse_json(path.read_text())
-    except OSError:
+    try:  # a FIFO or device in its place is refused, never waited on
+        return _parse_json(read_small(str(path), str(path.parent), _WAIT_MAX).decode())
+    except (OSError, CorruptEntryError, UnicodeDecodeError):
         return None
 
 

@@ -110,6 +110,13 @@ def _to_json(info: EntryInfo) -> dict[str, Any]:
     return data
 
 
+#: Timestamps a record may hold: a day inside datetime's range, so local time fits.
+_STAMP_MIN = datetime(1, 1, 2, tzinfo=timezone.utc)
+_STAMP_MAX = datetime(9999, 12, 30, tzinfo=timezone.utc)
+#: What parsing a damaged or hostile record can raise (nesting too deep: RecursionError).
+_RECORD_ERRORS = (ValueError, TypeError, KeyError, AttributeError, RecursionError, OverflowError)
+
+
 def _from_json(data: Any) -> EntryInfo | None:
     if data is None:
         return None
@@ -117,6 +124,9 @@ def _from_json(data: Any) -> EntryInfo | None:
     kwargs = dict(data) if complete else {k: data[k] for k in data if k in _KNOWN}
     stamp = datetime.fromisoformat(kwargs["timestamp"])
     kwargs["timestamp"] = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    if not _STAMP_MIN <= kwargs["timestamp"] <= _STAMP_MAX:
+        # At the datetime range's edge, converting to local time (``.date``) overflows.
+        raise ValueError(f"timestamp {kwargs['timestamp'].isoformat()} is out of range")
     _provenance_from_json(kwargs)
     if not complete:
         return EntryInfo(**kwargs)  # missing fields take their defaults
@@ -153,7 +163,7 @@ def decode_current(raw: bytes, name: str) -> EntryInfo:
         if record.get("format") != RECORD_FORMAT:
             raise ValueError(f"unknown record format {record.get('format')!r}")
         current = _from_json(record["current"])
-    except (ValueError, TypeError, KeyError, AttributeError) as err:
+    except _RECORD_ERRORS as err:
         raise CorruptEntryError(f"metadata record of {name!r} is unreadable: {err}") from None
     if current is None or current.name != name:
         owner = None if current is None else current.name
@@ -169,7 +179,7 @@ def decode_record(raw: bytes, name: str) -> tuple[EntryInfo, list[EntryInfo]]:
             raise ValueError(f"unknown record format {record.get('format')!r}")
         current = _from_json(record["current"])
         previous = [_from_json(p) for p in record.get("previous") or []]
-    except (ValueError, TypeError, KeyError, AttributeError) as err:
+    except _RECORD_ERRORS as err:
         raise CorruptEntryError(f"metadata record of {name!r} is unreadable: {err}") from None
     if current is None or current.name != name:
         owner = None if current is None else current.name

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._layout import old_record_key, record_dir, record_key
+from ._layout import gone_key, old_record_key, record_dir, record_key
 from ._meta import EntryInfo, decode_record, encode_record
 from ._store import Store
 from .exceptions import CorruptEntryError
@@ -68,6 +68,19 @@ class Records:
             return True
         return True
 
+    def ever_recorded(self, name: str) -> bool:
+        """Whether *name*'s data file has (or once had) a record of this format.
+
+        A record is only ever removed after a marker is left in its place (see
+        :meth:`mark_gone`), so this answer never turns from True to False: data
+        with no record now and no marker never had one (a legacy file).
+        """
+        return self.has(name) or self.store.exists(gone_key(name, self.suffix))
+
+    def mark_gone(self, name: str) -> None:
+        """Leave the marker that *name* had a record, before the record is removed."""
+        self.store.put_atomic(gone_key(name, self.suffix), lambda f: f.write(b""))
+
     def has_old(self, name: str) -> bool:
         """Whether *name*'s record of this format is a 0.1 record."""
         try:
@@ -103,8 +116,13 @@ class Records:
         return True
 
     def delete(self, name: str) -> None:
-        """Remove *name*'s records of this format."""
-        for key in self.keys(name):
+        """Remove *name*'s records of this format (leaving the marker that it had one)."""
+        # Only records seen here are removed, after the marker: one a writer
+        # publishes meanwhile stays, and so describes the data it commits next.
+        keys = [key for key in self.keys(name) if self.store.exists(key)]
+        if keys:
+            self.mark_gone(name)
+        for key in keys:
             self.store.delete(key)
 
     def names(self) -> list[str]:

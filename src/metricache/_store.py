@@ -19,6 +19,7 @@ import contextlib
 import errno
 import os
 import socket
+import stat
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -26,7 +27,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Generic, NamedTuple, TypeVar
 
-from ._layout import TEMP_PREFIX
+from ._layout import ROOT_DIR, TEMP_PREFIX
+from ._safeopen import RECORD_MAX, free_of_holders, open_regular, read_small, try_hold
+from .exceptions import CorruptEntryError
 
 __all__ = ["TEMP_PREFIX", "LocalStore", "Staged", "StatResult", "Store"]
 
@@ -35,8 +38,6 @@ T = TypeVar("T")
 FOREIGN_TEMP_AGE = 24 * 3600
 #: Files at least this large get their space reserved before they are written.
 _RESERVE_MIN = 1 << 20
-#: Bytes per read of a small file (records).
-_READ_CHUNK = 1 << 16
 _HOST = "".join(c if c.isalnum() or c == "-" else "_" for c in socket.gethostname())[:40] or "host"
 
 
@@ -132,9 +133,15 @@ class Store(ABC):
         return staged.result
 
     def read_bytes(self, key: str) -> bytes:
-        """The whole content of a small *key* (records); ``FileNotFoundError`` if absent."""
+        """The whole content of a small *key* (records); ``FileNotFoundError`` if absent.
+
+        ``CorruptEntryError`` if it holds more than ``RECORD_MAX`` bytes.
+        """
         with self.open_read(key) as f:
-            return f.read()
+            data = f.read(RECORD_MAX + 1)
+        if len(data) > RECORD_MAX:
+            raise CorruptEntryError(f"{self!r}/{key} is too large for a record")
+        return data
 
     def move(self, key: str, dest: str) -> None:
         """Move *key* to *dest* (used to quarantine corrupt entries)."""
@@ -159,12 +166,18 @@ class Store(ABC):
 class _LocalStaged(Staged[T]):
     """A temp file next to its target, renamed over it on commit."""
 
-    def __init__(self, tmp: Path, target: Path, result: T, durable: bool) -> None:
+    def __init__(self, tmp: Path, target: Path, result: T, durable: bool, fd: int) -> None:
         self._tmp, self._target, self.result, self._durable = tmp, target, result, durable
-        self.identity = str(tmp.stat().st_ino)
+        # The descriptor holds the temp file's flock until the commit: cleanup sees a
+        # live writer by its lock, in whatever PID namespace it runs.
+        self._fd: int | None = fd
+        self.identity = str(os.fstat(fd).st_ino)
 
     def commit(self) -> str | None:
-        os.replace(self._tmp, self._target)
+        try:
+            os.replace(self._tmp, self._target)
+        finally:
+            self._close()
         if self._durable:
             _fsync_dir(self._target.parent)
         return self.identity
@@ -172,6 +185,18 @@ class _LocalStaged(Staged[T]):
     def discard(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()
+        self._close()
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class LocalStore(Store):
@@ -181,6 +206,8 @@ class LocalStore(Store):
         self.root = Path(root)
         # Keys are joined as strings: a pathlib join costs more than the syscall it feeds.
         self._base = os.fspath(root).rstrip(os.sep) + os.sep
+        # Set once .metricache/ was seen to be a real folder (not a symlink out).
+        self._root_dir_checked = False
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -189,8 +216,27 @@ class LocalStore(Store):
         return self._base + key
 
     def open_read(self, key: str) -> BinaryIO:
+        self._check_root_dir(key, reading=True)
+        fd = open_regular(self._base + key, self._base)
         # Unbuffered: codecs readinto() straight into array memory, no extra copy.
-        return open(self._base + key, "rb", buffering=0)  # noqa: SIM115 - caller closes
+        return open(fd, "rb", buffering=0)  # noqa: SIM115 - caller closes
+
+    def _check_root_dir(self, key: str, reading: bool) -> None:
+        """Refuse keys under a ``.metricache`` that is a symlink (records, locks elsewhere)."""
+        if self._root_dir_checked or not key.startswith(ROOT_DIR + "/"):
+            return
+        path = self._base + ROOT_DIR
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISLNK(mode):
+            self._root_dir_checked = stat.S_ISDIR(mode)
+            return
+        message = f"{path} is a symlink; metricache does not follow it out of the folder"
+        if reading:
+            raise CorruptEntryError(message)
+        raise OSError(errno.ELOOP, message)
 
     def stage(
         self,
@@ -200,6 +246,7 @@ class LocalStore(Store):
         durable: bool = False,
         size_hint: int | None = None,
     ) -> Staged[T]:
+        self._check_root_dir(key, reading=False)
         target = self.root / key
         tmp = target.parent / f"{TEMP_PREFIX}{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         try:
@@ -207,8 +254,12 @@ class LocalStore(Store):
         except FileNotFoundError:
             target.parent.mkdir(parents=True, exist_ok=True)
             f = open(tmp, "xb")  # noqa: SIM115
+        lock_fd = None
         try:
             with f:
+                # A second descriptor keeps the lock from here to the commit.
+                lock_fd = os.dup(f.fileno())
+                try_hold(lock_fd)
                 reserved = _reserve(f, size_hint)
                 result = write(f)
                 if reserved and f.tell() != size_hint:
@@ -216,26 +267,19 @@ class LocalStore(Store):
                 if durable:
                     f.flush()
                     os.fsync(f.fileno())
+            return _LocalStaged(tmp, target, result, durable, lock_fd)
         except BaseException:
             # Any failure, even KeyboardInterrupt, must not leave the temp file behind.
             with contextlib.suppress(OSError):
                 tmp.unlink()
+            if lock_fd is not None:
+                os.close(lock_fd)
             raise
-        return _LocalStaged(tmp, target, result, durable)
 
     def read_bytes(self, key: str) -> bytes:
         # Plain os calls: half the cost of a file object for a record read on every load.
-        fd = os.open(self._base + key, os.O_RDONLY)
-        try:
-            chunk = os.read(fd, _READ_CHUNK)
-            if len(chunk) < _READ_CHUNK:
-                return chunk  # a short read of a regular file is its end: one syscall
-            chunks = [chunk]
-            while chunk := os.read(fd, _READ_CHUNK):
-                chunks.append(chunk)
-        finally:
-            os.close(fd)
-        return b"".join(chunks)
+        self._check_root_dir(key, reading=True)
+        return read_small(self._base + key, self._base)
 
     def exists(self, key: str) -> bool:
         return os.path.exists(self._base + key)
@@ -266,6 +310,7 @@ class LocalStore(Store):
             return []
 
     def move(self, key: str, dest: str) -> None:
+        self._check_root_dir(dest, reading=False)
         target = self.root / dest
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.root / key, target)
@@ -307,7 +352,14 @@ def _temp_files(folder: Path) -> Iterator[Path]:
 
 
 def _writer_is_dead(path: Path) -> bool:
-    """Whether the process that owns temp file *path* can no longer finish it."""
+    """Whether the process that owns temp file *path* can no longer finish it.
+
+    A writer holds its temp file's flock until it commits: a held lock is a live
+    writer, even one whose pid this PID namespace cannot see. A free lock alone is
+    not enough (a writer of an older version held none): its pid must be gone too.
+    """
+    if not free_of_holders(str(path)):
+        return False
     host, _, rest = path.name[len(TEMP_PREFIX) :].rpartition("-")[0].rpartition("-")
     if host != _HOST:
         try:

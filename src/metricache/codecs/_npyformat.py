@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import pickle
 import re
 import tokenize
@@ -327,8 +328,8 @@ def _allocate(shape: tuple[int, ...], fortran: bool, dtype: np.dtype[Any]) -> np
         if math.prod(shape) * dtype.itemsize >= ALIGNED_ARRAY:
             return _page_aligned(shape, order, dtype)
         return np.empty(shape, dtype=dtype, order=order)
-    except (ValueError, TypeError) as exc:  # negative or absurd dimensions
-        raise CorruptEntryError(f"invalid .npy header shape {shape}: {exc}") from exc
+    except (ValueError, TypeError, MemoryError, OverflowError) as exc:  # absurd dimensions
+        raise CorruptEntryError(f"invalid .npy header shape {shape}: {exc!r}") from None
 
 
 def _with_subarray_dtype(
@@ -355,6 +356,38 @@ def _page_aligned(
     start = -buffer.__array_interface__["data"][0] % _PAGE
     flat = buffer[start : start + nbytes].view(dtype)
     return flat.reshape(shape, order=order)
+
+
+def bytes_left(f: Any) -> int | None:
+    """Bytes left to read in *f*, when it can tell (a file, a buffer, a sized reader)."""
+    sized = getattr(f, "bytes_left", None)
+    if callable(sized):
+        left: int | None = sized()
+        return left
+    if isinstance(f, io.BytesIO):
+        return len(f.getbuffer()) - f.tell()
+    try:
+        size: int = os.fstat(f.fileno()).st_size - f.tell()
+    except (AttributeError, OSError, ValueError):
+        return None
+    return size
+
+
+def _check_fits(f: ByteReader, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+    """CorruptEntryError if the header declares more data than the file holds.
+
+    Checked before allocating: a header declaring ``2**40`` items in a small file
+    must not cost a terabyte of memory (or a MemoryError) to be found out.
+    """
+    if any(n < 0 for n in shape):
+        return  # numpy's own error names it
+    declared = math.prod(shape) * dtype.itemsize
+    left = bytes_left(f)
+    if left is not None and declared > left:
+        raise CorruptEntryError(
+            f"truncated .npy file: its header declares {declared} bytes of data, "
+            f"the file holds {left}"
+        )
 
 
 def decode_array(
@@ -398,6 +431,7 @@ def decode_array(
         if not allow_pickle:
             raise _refuse_pickle(dtype, interface)
         return _read_pickled(f, shape)
+    _check_fits(f, shape, dtype)
     arr = _allocate(shape, fortran, dtype)
     if arr.nbytes:
         _read_exact_into(f, arr.ravel(order="A").view(np.uint8).data, chunk or arr.nbytes)

@@ -66,8 +66,9 @@ class _Reader:
         if stored is not None:
             return self._decode(stored, name)
         with self._zf.open(info) as member:  # compressed, or flags only zipfile handles
-            # a ZipExtFile is an io.BufferedIOBase, which has readinto
-            return self._decode(cast(ByteReader, member), name)
+            # a ZipExtFile is an io.BufferedIOBase, which has readinto; it tells
+            # nothing of its size, so the header is bounded by the declared one
+            return self._decode(cast(ByteReader, _Declared(member, info.file_size)), name)
 
     def _decode(self, member: ByteReader, name: str) -> np.ndarray:
         """Decode one member's ``.npy`` bytes, naming the member in errors."""
@@ -192,6 +193,10 @@ class _StoredMember:
         self._count(view[:n])
         return n
 
+    def bytes_left(self) -> int:
+        """Bytes of the member not read yet (bounds what a header may declare)."""
+        return self._left
+
     def _count(self, data: bytes | memoryview) -> None:
         """Fold *data* into the CRC; compare once the member's last byte is read."""
         self._left -= len(data)
@@ -229,3 +234,22 @@ def _open_stored(
         )
     source = io.BytesIO(head[name_size + extra_size :]) if small else f
     return _StoredMember(source, info, check_crc)
+
+
+class _Declared:
+    """A compressed member with the uncompressed size its directory entry declares."""
+
+    def __init__(self, member: Any, size: int) -> None:
+        self._member, self._size = member, size
+
+    def read(self, size: int = -1, /) -> bytes:
+        data: bytes = self._member.read(size)
+        return data
+
+    def readinto(self, buffer: Any, /) -> int:
+        n: int = self._member.readinto(buffer)
+        return n
+
+    def bytes_left(self) -> int:
+        read: int = self._member.tell()
+        return self._size - read

@@ -19,6 +19,7 @@ lone ``arr_0`` gives that array, otherwise a list ordered by the number after
 
 from __future__ import annotations
 
+import errno
 import json
 import zipfile
 import zlib
@@ -47,6 +48,9 @@ _ZIP_ERRORS = (
     KeyError,
     ValueError,
 )
+#: OSErrors that zipfile raises for garbage offsets (a seek before the start), and
+#: its own OSErrors without an errno; any other errno is the disk's, not the file's.
+_GARBAGE_ERRNOS = (None, errno.EINVAL)
 #: zipfile's threshold above which a member needs ZIP64 records.
 _ZIP64_LIMIT = (1 << 31) - 1
 
@@ -269,6 +273,10 @@ class NpzCodec(Codec):
                 return _Reader(self, zf, check_crc=not verified).read()
         except (CorruptEntryError, PickleRequiredError):
             raise  # PickleRequiredError is a ValueError, and no zip error
+        except OSError as exc:
+            if exc.errno not in _GARBAGE_ERRNOS:
+                raise  # EIO, EACCES, ...: the disk failed, not the file; never quarantined
+            raise CorruptEntryError(f"not a valid .npz file: {exc!r}") from exc
         except _ZIP_ERRORS as exc:
             raise CorruptEntryError(f"not a valid .npz file: {exc!r}") from exc
 
