@@ -36,9 +36,13 @@ from .exceptions import (
     MetricNotStoredError,
     MissingDependencyError,
     PickleRequiredError,
+    StaleMetricError,
     UnknownMetricError,
     UnsupportedValueError,
 )
+from .provenance.graph import DependencyGraph
+from .provenance.staleness import Reason, StaleReport
+from .provenance.status import StatusRow, StatusTable
 from .storage import (
     AutoStorageInterface,
     FileStorageInterface,
@@ -75,6 +79,12 @@ __all__ = [
     "Damage",
     "EntryInfo",
     "default_name_generation_function",
+    # staleness and provenance
+    "DependencyGraph",
+    "Reason",
+    "StaleReport",
+    "StatusRow",
+    "StatusTable",
     # exceptions and warnings
     "CacheWriteWarning",
     "CorruptEntryError",
@@ -86,6 +96,7 @@ __all__ = [
     "MetricacheError",
     "MissingDependencyError",
     "PickleRequiredError",
+    "StaleMetricError",
     "UnknownMetricError",
     "UnsupportedValueError",
     # the seed's helpers and module paths (simple_metrics_manager.dated_cache_manager, ...)

@@ -328,7 +328,6 @@ class DatedCacheManager(ProvenanceMethods, MetricRegistry):
         name: str,
         use_stored: bool = True,
         verbose: bool | None = None,
-        *,
         on_stale: OnStale | None = None,
     ) -> Any:
         """Return *name*'s value: from memory, else from storage, else compute and store it.

@@ -41,7 +41,6 @@ class Manager(Protocol):
         name: str,
         use_stored: bool = ...,
         verbose: bool | None = ...,
-        *,
         on_stale: OnStale | None = ...,
     ) -> Any: ...
     def check_name(self, name: str) -> None: ...

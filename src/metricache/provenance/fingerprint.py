@@ -33,6 +33,7 @@ import os
 import site
 import sys
 import sysconfig
+import threading
 import types
 import uuid
 import weakref
@@ -41,6 +42,7 @@ from typing import Any
 
 import xxhash
 
+from .source import canonical, class_node, function_node
 from .values import encode_into
 
 __all__ = ["ALGORITHM", "Parts", "fingerprint", "is_user_file"]
@@ -51,6 +53,7 @@ logger = logging.getLogger("metricache")
 
 _cache: weakref.WeakKeyDictionary[Any, Parts] = weakref.WeakKeyDictionary()
 _strong: dict[int, tuple[Any, Parts]] = {}  # objects that take no weak reference
+_computing = threading.RLock()  # reentrant: a partial's parts include its function's
 
 
 def _excluded_roots() -> tuple[str, ...]:
@@ -78,103 +81,6 @@ def _hash_text(*pieces: str) -> str:
     return xxhash.xxh3_128_hexdigest("\x00".join(pieces).encode("utf-8", "surrogatepass"))
 
 
-# -- the canonical AST walk ----------------------------------------------------
-
-
-def _strip_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
-    first = body[0] if body else None
-    is_doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
-    return body[1:] if is_doc and isinstance(first.value.value, str) else body  # type: ignore[union-attr]
-
-
-def _fields(node: ast.AST) -> Iterator[tuple[str, Any]]:
-    """A node's non-empty fields (positions are attributes, not fields); no docstrings."""
-    for name in node._fields:
-        value = getattr(node, name, None)
-        if value is None or value == [] or name == "type_comment":
-            continue
-        if name == "body" and isinstance(node, _DOCUMENTED) and isinstance(value, list):
-            value = _strip_docstring(value)
-        yield name, value
-
-
-_DOCUMENTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)
-
-
-def canonical(node: ast.AST) -> str:
-    """A canonical hash of an AST: node types and non-empty fields, depth-first."""
-    h = xxhash.xxh3_128()
-    stack: list[Any] = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, ast.AST):
-            fields = list(_fields(item))
-            h.update(f"({type(item).__name__}:{len(fields)}".encode())
-            for name, value in reversed(fields):
-                stack.append(value)
-                stack.append(("field", name))
-        elif isinstance(item, tuple) and len(item) == 2 and item[0] == "field":
-            h.update(f"|{item[1]}=".encode())
-        elif isinstance(item, list):
-            h.update(f"[{len(item)}".encode())
-            stack.extend(reversed(item))
-        else:
-            text = repr(item).encode("utf-8", "surrogatepass")
-            h.update(f"<{type(item).__name__}:{len(text)}>".encode() + text)
-    return h.hexdigest()
-
-
-# -- finding a function's AST --------------------------------------------------
-
-
-@functools.lru_cache(maxsize=256)
-def _parsed(filename: str, size: int) -> ast.Module | None:
-    """The parsed source of a file (by its linecache lines), once per process."""
-    try:
-        return ast.parse("".join(linecache.getlines(filename)))
-    except (SyntaxError, ValueError):
-        return None
-
-
-def _module_ast(filename: str, module_globals: dict[str, Any] | None) -> ast.Module | None:
-    lines = linecache.getlines(filename, module_globals)
-    return _parsed(filename, sum(map(len, lines))) if lines else None
-
-
-def function_node(function: types.FunctionType) -> ast.AST | None:
-    """The ``def`` or ``lambda`` node that compiled to *function*, or None."""
-    code = function.__code__
-    tree = _module_ast(code.co_filename, function.__globals__)
-    if tree is None:
-        return None
-    lambdas: list[ast.Lambda] = []
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
-            if node.name == code.co_name and code.co_firstlineno in (first, node.lineno):
-                return node
-        elif isinstance(node, ast.Lambda) and node.lineno == code.co_firstlineno:
-            lambdas.append(node)
-    if code.co_name != "<lambda>" or not lambdas:
-        return None
-    wanted = code.co_varnames[: code.co_argcount]
-    same = [n for n in lambdas if tuple(a.arg for a in n.args.args) == wanted]
-    return (same or lambdas)[0]
-
-
-def class_node(cls: type) -> ast.ClassDef | None:
-    """The ``class`` statement of a module-level class, or None."""
-    module = sys.modules.get(cls.__module__)
-    filename = getattr(module, "__file__", None)
-    if filename is None or "." in cls.__qualname__:
-        return None
-    tree = _module_ast(filename, vars(module))
-    for node in [] if tree is None else tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
-            return node
-    return None
-
-
 # -- what a function references ------------------------------------------------
 
 
@@ -184,6 +90,13 @@ def _code_names(code: types.CodeType) -> set[str]:
         if isinstance(const, types.CodeType):
             names |= _code_names(const)
     return names
+
+
+def _global_names(code_names: set[str], node: ast.AST) -> set[str]:
+    """Names the code loads as variables: in ``co_names`` (globals and attributes) and
+    written as a bare name in the source (so ``CM.base`` is not the global ``base``)."""
+    loaded = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    return code_names & loaded
 
 
 def _attribute_chains(node: ast.AST) -> Iterator[tuple[str, str]]:
@@ -242,7 +155,7 @@ class _Walker:
         node = _own_decorators_dropped(node, function.__globals__)
         self.parts[key] = canonical(node)
         self._bound_values(function, key)
-        names = _code_names(function.__code__)
+        names = _global_names(_code_names(function.__code__), node)
         self.globals_used(function.__globals__, names, _attribute_chains(node))
 
     def _bound_values(self, function: types.FunctionType, key: str) -> None:
@@ -326,7 +239,7 @@ class _Walker:
             code = getattr(_unwrap(member), "__code__", None)
             if isinstance(code, types.CodeType):
                 names |= _code_names(code)
-        self.globals_used(namespace, names, _attribute_chains(node))
+        self.globals_used(namespace, _global_names(names, node), _attribute_chains(node))
 
     def unknown(self, function: Any) -> None:
         name = _qualified(function)
@@ -415,7 +328,8 @@ def fingerprint(function: Callable[..., Any]) -> Parts:
         held = _strong.get(id(function))
         if held is not None and held[0] is function:
             return held[1]
-    parts = _compute(function)
+    with _computing:  # one at a time: ast.parse is not thread-safe on CPython 3.11
+        parts = _compute(function)
     try:
         _cache[function] = parts
     except TypeError:

@@ -130,10 +130,13 @@ class Tracker:
                 return chosen  # type: ignore[return-value]
         return self.on_stale
 
-    @contextlib.contextmanager
-    def block(self, policy: str) -> Iterator[None]:
+    def block(self, policy: str) -> contextlib.AbstractContextManager[None]:
         """Apply *policy* to this manager's loads inside the ``with`` block."""
-        token = _blocks.set((*_blocks.get(), (id(self), check_on_stale(policy))))
+        return self._block(check_on_stale(policy))  # checked now, not at ``with``
+
+    @contextlib.contextmanager
+    def _block(self, policy: OnStale) -> Iterator[None]:
+        token = _blocks.set((*_blocks.get(), (id(self), policy)))
         try:
             yield
         finally:

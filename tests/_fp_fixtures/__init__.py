@@ -1,0 +1,1 @@
+"""Modules the fingerprint tests copy to temp folders, rewrite and import."""
