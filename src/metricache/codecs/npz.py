@@ -224,7 +224,8 @@ class NpzCodec(Codec):
     def _write_zip(self, f: BinaryIO, members: list[tuple[str, list[Any]]]) -> None:
         """Stream the encoded members into a zip on *f* (zipfile handles no-seek output)."""
         compression = zipfile.ZIP_DEFLATED if self.compress else zipfile.ZIP_STORED
-        with zipfile.ZipFile(f, "w", compression, allowZip64=True) as zf:
+        zf = zipfile.ZipFile(f, "w", compression, allowZip64=True)
+        try:
             for name, pieces in members:
                 # default 1980 timestamp and fixed mode: same value, same bytes
                 info = zipfile.ZipInfo(name)
@@ -235,6 +236,12 @@ class NpzCodec(Codec):
                 with zf.open(info, "w", force_zip64=info.file_size > _ZIP64_LIMIT) as m:
                     for piece in pieces:
                         m.write(piece)
+        except BaseException:
+            # The staged file is discarded: finishing the archive (a member may be left
+            # open by a KeyboardInterrupt) could only raise and hide the real error.
+            zf.fp = None
+            raise
+        zf.close()
 
     # -- reading ------------------------------------------------------------------
 
