@@ -151,3 +151,11 @@ def test_pickle_is_never_a_default(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedValueError, match="PickleStorageInterface"):
         CM["m"]
     assert not list(tmp_path.glob("*.pkl"))
+
+
+def test_byte_swapped_datetime_arrays_keep_their_byte_order(tmp_path: Path) -> None:
+    # numpy itself pickles a '>M8' array as a native one: the codec must not.
+    storage = PickleStorageInterface(tmp_path)
+    value = [np.array("NaT", dtype=">M8[Y]"), np.zeros((2, 3), dtype=">m8[s]", order="F")]
+    storage.save("m", value)
+    assert_same(PickleStorageInterface(tmp_path).load("m"), value)

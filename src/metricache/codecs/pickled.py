@@ -26,6 +26,8 @@ import pickle
 import sys
 from typing import Any, BinaryIO
 
+import numpy as np
+
 from ..exceptions import CorruptEntryError, UnsupportedValueError
 from ._base import Codec
 
@@ -84,7 +86,16 @@ class _RecordingPickler(pickle.Pickler):
         module = getattr(obj, "__module__", None) if isinstance(obj, type) else None
         if isinstance(module, str):
             self.packages.add(module.partition(".")[0])
+        if cls is np.ndarray and obj.dtype.kind in "mM" and not obj.dtype.isnative:
+            # numpy pickles a byte-swapped datetime64/timedelta64 array as a native
+            # one: store the native array and the dtype it came as, and swap back.
+            return _with_dtype, (obj.astype(obj.dtype.newbyteorder("=")), obj.dtype.str)
         return NotImplemented
+
+
+def _with_dtype(arr: np.ndarray, dtype: str) -> np.ndarray:
+    """Rebuild a pickled array in its original byte order (see ``reducer_override``)."""
+    return arr.astype(dtype)
 
 
 class _Reader:
