@@ -19,11 +19,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,frames,polars]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,frames,polars,graph]"
 	@touch $@
 
 $(BENCH_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench,frames,polars]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench,frames,polars,graph]"
 	@touch $@
 
 venv: $(STAMP)

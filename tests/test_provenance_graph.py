@@ -157,6 +157,15 @@ def test_dot_renders_with_graphviz_when_installed(tmp_path: Path) -> None:
     assert graph.nodes == {"poly_X_1": "fresh", "poly_X_2": "fresh", "poly_Y_1_2": "fresh"}
 
 
+def test_svg_through_the_graphviz_package(tmp_path: Path) -> None:
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed (.ci/run installs it)")
+    graph = stored(tmp_path).graph()
+    svg = graph.to_svg()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "poly_X_1" in svg
+    assert graph._repr_svg_() == svg
+
+
 def test_svg_needs_the_graphviz_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "graphviz", None)
     with pytest.raises(MissingDependencyError, match="pip install graphviz"):
