@@ -12,6 +12,11 @@ do) its digest is taken from those writes, chunk by chunk, while they pass
 through the checksum; only arrays written some other way (JSON, deflated npz,
 small arrays) are hashed directly.
 
+A value that is not plain data (a DataFrame, an Arrow table, any object) has no
+canonical encoding of its own: its id is its type and the hash of the bytes its
+codec writes, taken from the same pass (codecs write equal values as equal bytes),
+never a pickle of it made just for the id.
+
 Examples
 --------
 >>> import numpy as np
@@ -199,6 +204,17 @@ def _large_arrays(value: Any) -> Iterator[np.ndarray]:
             stack.extend(item.values())
 
 
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple, dict)
+
+
+def _plain(value: Any) -> bool:
+    """Whether *value*'s top level has a canonical encoding (else its bytes stand in)."""
+    kind = type(value)
+    return (
+        kind in _PLAIN or kind in (set, frozenset) or isinstance(value, (np.ndarray, np.generic))
+    )
+
+
 def _address(data: Any) -> int:
     return int(np.frombuffer(data, np.uint8).__array_interface__["data"][0])
 
@@ -213,6 +229,8 @@ class ValueIds:
 
     def __init__(self, value: Any) -> None:
         self.value = value
+        # Not plain data: the id comes from every byte the codec writes.
+        self._stream = None if _plain(value) else xxhash.xxh3_128()
         # start address -> (array, hasher, bytes fed so far)
         self._watched: dict[int, list[Any]] = {}
         self._next: dict[int, int] = {}  # address a run continues at -> its start
@@ -223,6 +241,8 @@ class ValueIds:
 
     def sink(self, view: memoryview) -> Any:
         """The hasher to feed *view* to (it continues a watched array), or None."""
+        if self._stream is not None:
+            return self._stream
         if view.nbytes < _WATCH_MIN or not self._next:
             return None
         at = _address(view)
@@ -245,6 +265,11 @@ class ValueIds:
     def finish(self) -> str | None:
         """The value id (None for a value without a canonical form)."""
         h = xxhash.xxh3_128()
+        if self._stream is not None:
+            kind = type(self.value)
+            _frame(h, b"w", f"{kind.__module__}.{kind.__qualname__}".encode())
+            _frame(h, b"W", self._stream.digest())
+            return f"{ALGORITHM}:{h.hexdigest()}"
         try:
             encode_into(h, self.value, self._digest)
         except TypeError:
