@@ -15,6 +15,7 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from metricache._locking import LocalLocks
@@ -67,3 +68,23 @@ def test_sigint_at_random_moments_leaves_every_lock_free(tmp_path: Path) -> None
     assert report["held_again"]  # and the name can be held again there
     assert report["stack"] == []  # nothing is "computing" any more
     assert not list((folder / ".metricache" / "locks").glob(f"*-{loop.pid}-*.wait"))
+
+
+def test_an_interrupted_compute_leaves_no_trace_in_this_process(tmp_path: Path) -> None:
+    from metricache import DatedCacheManager, NpyStorageInterface
+    from metricache._context import computing_stack
+
+    CM = DatedCacheManager(NpyStorageInterface(tmp_path), verbose=False)
+    CM.set_functions_dict({"ok": lambda: np.arange(3), "boom": _interrupting})
+    CM["ok"]
+    with pytest.raises(KeyboardInterrupt):
+        CM["boom"]
+    assert computing_stack(CM.locks.scope) == ()  # type: ignore[attr-defined]
+    # Memory hits are back on their fast path (the hot dict, not the recording one).
+    assert CM._computing == 0 and CM._cache is CM.cache
+    with CM.locks.hold("boom", timeout=0):  # and the lock is free
+        pass
+
+
+def _interrupting() -> None:
+    raise KeyboardInterrupt

@@ -19,19 +19,16 @@ its own manager, which records the dependencies of what it computes itself.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from contextvars import ContextVar
 
-__all__ = ["active_computes", "computing", "computing_stack", "current_reads", "note_read"]
+__all__ = ["computing", "computing_stack", "current_reads", "note_read"]
 
 #: name -> the value id it was read with (None: not known)
 Reads = dict[str, "str | None"]
 _Frame = tuple[str, str, Reads]
 
 _stack: ContextVar[tuple[_Frame, ...]] = ContextVar("metricache_stack", default=())
-_count_lock = threading.Lock()
-_active = [0]
 
 
 def computing_stack(scope: str) -> tuple[str, ...]:
@@ -41,24 +38,18 @@ def computing_stack(scope: str) -> tuple[str, ...]:
 
 @contextlib.contextmanager
 def computing(scope: str, name: str) -> Iterator[None]:
-    """Mark *name* (of *scope*) as being computed by the current context."""
-    token = _stack.set((*_stack.get(), (scope, name, {})))
-    _count(+1)
+    """Mark *name* (of *scope*) as being computed by the current context.
+
+    Interrupt-safe: the stack is restored to what it was on entry however the
+    block ends, even by a ``KeyboardInterrupt`` right after the push (a name left
+    on the stack would read as a dependency cycle the next time).
+    """
+    outer = _stack.get()
     try:
+        _stack.set((*outer, (scope, name, {})))
         yield
     finally:
-        _count(-1)
-        _stack.reset(token)
-
-
-def _count(delta: int) -> None:
-    with _count_lock:
-        _active[0] += delta
-
-
-def active_computes() -> int:
-    """How many metrics are being computed in this process now (all threads)."""
-    return _active[0]
+        _stack.set(outer)
 
 
 def note_read(scope: str, name: str, value_id: str | None) -> None:

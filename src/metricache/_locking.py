@@ -30,7 +30,6 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from . import _context
 from ._context import computing, computing_stack
 from ._flock import FolderLocks, reset_in_forked_children
 from ._layout import LOCK_DIR, ROOT_DIR
@@ -72,16 +71,8 @@ def single_flight(locks: LockProvider, name: str, timeout: float | None) -> Iter
     stack = computing_stack(scope)
     if name in stack:
         raise MetricCycleError([*stack[stack.index(name) :], name])
-    with locks.hold(name, timeout):
-        outer = _context._stack.get()
-        try:
-            with computing(scope, name):
-                yield
-        finally:
-            # computing() pushes before its try: a KeyboardInterrupt between the two
-            # would leave *name* "computing" in this context (a false cycle next time).
-            if _context._stack.get() is not outer:
-                _context._stack.set(outer)
+    with locks.hold(name, timeout), computing(scope, name):
+        yield
 
 
 def scope_of(locks: object) -> str:

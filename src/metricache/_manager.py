@@ -515,15 +515,20 @@ class DatedCacheManager(ProvenanceMethods, MetricRegistry):
         if loud:
             report("Compute %s", name)
         start = time.perf_counter()
-        self._computing_begins(+1)
+        counted = False
         try:
+            # Counted inside the try: an interrupt right after it must not leave
+            # memory hits on the slow path for good.
+            self._computing_begins(+1)
+            counted = True
             value = function()
         except BaseException as err:
             if hasattr(err, "add_note"):
                 err.add_note(f"(raised while computing metric {name!r}; nothing was cached)")
             raise
         finally:
-            self._computing_begins(-1)
+            if counted:
+                self._computing_begins(-1)
         duration = time.perf_counter() - start
         self._provenance.computed(self._scope, name)
         if loud:
