@@ -9,6 +9,7 @@
     .metricache/meta/<kind>/<name>.gone    data file <name><suffix> had a record once
     .metricache/locks/                     cross-process locks and cycle-detection notes
     .metricache/quarantine/<stamp>/        corrupt entries moved aside
+    .metricache/pins/<name>                metric <name> is pinned: gc never evicts it
     .mctmp-<host>-<pid>-<random>           a writer's temp file, next to its target
 
 ``<kind>`` is the data file's suffix without its dot (``npy``, ``npz``, ``json``):
@@ -24,6 +25,7 @@ __all__ = [
     "DATE_SUFFIX",
     "LOCK_DIR",
     "META_DIR",
+    "PIN_DIR",
     "QUARANTINE_DIR",
     "RECORD_SUFFIX",
     "ROOT_DIR",
@@ -40,6 +42,7 @@ ROOT_DIR = ".metricache"
 META_DIR = f"{ROOT_DIR}/meta"
 LOCK_DIR = f"{ROOT_DIR}/locks"
 QUARANTINE_DIR = f"{ROOT_DIR}/quarantine"
+PIN_DIR = f"{ROOT_DIR}/pins"
 RECORD_SUFFIX = ".json"
 #: Suffix of the seed's date sidecars: ``<name>_date``.
 DATE_SUFFIX = "_date"

@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, overload
 
-from . import _portable
+from . import _gc, _portable
 from ._context import note_read
 from ._listing import CheckReport
 from ._locking import LockProvider, scope_of, single_flight
@@ -391,6 +391,16 @@ class DatedCacheManager(ProvenanceMethods, MetricRegistry):
     def cleanup(self) -> int:
         """Remove what writers that died left in the storage; return how many files went."""
         return self.storage_interface.cleanup()
+
+    def pin(self, name: str) -> None:
+        """Keep *name* through ``metricache gc --max-size``: pinned entries are never evicted."""
+        self.check_name(name)
+        _gc.pin(_gc.store_of(self.storage_interface), name)
+
+    def unpin(self, name: str) -> bool:
+        """Undo :meth:`pin`; return whether *name* was pinned."""
+        self.check_name(name)
+        return _gc.unpin(_gc.store_of(self.storage_interface), name)
 
     # -- internals --------------------------------------------------------------
 
