@@ -277,3 +277,42 @@ def test_clear_cache_and_delete_forget_held_containers(tmp_path: Path) -> None:
     assert CM.get("m") == [1, 2]  # loaded again, not a stale held copy
     CM.delete("m")
     assert not CM.exists("m")
+
+
+# -- frames --------------------------------------------------------------------------
+
+
+def test_a_frame_from_memory_cannot_be_changed_behind_the_caches_back(tmp_path: Path) -> None:
+    import pandas as pd
+    import polars as pl
+
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]})
+    series = pd.Series([1, 2, 3], name="s")
+    polar = pl.DataFrame({"a": [1, 2]})
+    CM = DatedCacheManager(tmp_path, verbose=False)
+    CM.set_functions_dict({"f": lambda: frame, "s": lambda: series, "p": lambda: polar})
+    got = CM["f"]
+    got.iloc[0, 0] = 99.0  # the caller's frame changes ...
+    got["c"] = 1
+    assert CM["f"].equals(pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]}))  # ... not memory's
+    frame.iloc[1, 0] = -5.0  # nor does changing the frame the function returned
+    assert CM["f"].iloc[1, 0] == 2.0
+    mine = CM["s"]
+    mine.iloc[0] = 7
+    assert CM["s"].tolist() == [1, 2, 3]
+    p = CM["p"]
+    p[0, "a"] = 10
+    assert CM["p"]["a"].to_list() == [1, 2]
+
+
+def test_frames_from_memory_share_their_data_where_pandas_copies_on_write(
+    tmp_path: Path,
+) -> None:
+    import pandas as pd
+
+    CM = DatedCacheManager(tmp_path, verbose=False)
+    CM.set_functions_dict({"f": lambda: pd.DataFrame({"a": np.arange(1000.0)})})
+    first, second = CM["f"], CM["f"]
+    assert first is not second
+    shared = np.shares_memory(first["a"].to_numpy(), second["a"].to_numpy())
+    assert shared == (int(pd.__version__.split(".")[0]) >= 3)  # no copy per hit there

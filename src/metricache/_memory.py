@@ -8,7 +8,11 @@ nothing about (those are handed out as they are). Shareable values live in
 Lists and dicts are mutable however they are frozen inside, so they live apart,
 as a template plus a function that builds a fresh container of the same type
 (with the same read-only arrays) for each caller: ``CM.m().append(1)`` changes
-only the caller's copy.
+only the caller's copy. DataFrames and Series (pandas, polars) live apart too:
+each caller gets its own copy, which costs nothing where pandas copies on write
+(pandas >= 3, or its ``copy_on_write`` option) and is a deep copy elsewhere;
+the frame held is a copy too, so changing the frame the function returned
+changes nothing held.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from ._lru import Budget
 
 __all__ = ["MISSING", "MemoryTier", "freeze"]
 
@@ -95,6 +101,28 @@ def _shareable_tuple(value: Any) -> bool:
     )
 
 
+def _frame_maker(value: Any) -> tuple[Any, Callable[[], Any]] | None:
+    """``(held copy, maker of per-caller copies)`` for a pandas or polars frame/Series."""
+    top = type(value).__module__.partition(".")[0]
+    if top == "pandas" and type(value).__name__ in ("DataFrame", "Series"):
+        deep = not _pandas_copies_on_write()
+        held = value.copy(deep=deep)
+        return held, functools.partial(held.copy, deep=deep)
+    if top == "polars" and type(value).__name__ in ("DataFrame", "Series"):
+        held = value.clone()  # polars shares the column buffers, copying on write
+        return held, held.clone
+    return None
+
+
+def _pandas_copies_on_write() -> bool:
+    """Whether pandas copies a shallow copy's data before changing it (no shared writes)."""
+    import pandas as pd
+
+    if int(pd.__version__.split(".")[0]) >= 3:
+        return True  # always, and the option is deprecated (reading it warns)
+    return pd.options.mode.copy_on_write is True
+
+
 def freeze(value: Any) -> tuple[Any, Callable[[], Any] | None]:
     """Split *value* into ``(shareable, None)`` or ``(template, maker of fresh copies)``.
 
@@ -108,6 +136,9 @@ def freeze(value: Any) -> tuple[Any, Callable[[], Any] | None]:
     >>> maker() is not maker() and maker()[0].flags.writeable
     False
     """
+    frame = _frame_maker(value)
+    if frame is not None:
+        return frame
     try:
         frozen, shareable = _freeze(value, set())
     except (_Unfreezable, RecursionError):
@@ -131,15 +162,37 @@ class MemoryTier:
         False holds and hands out each value itself, as simple_metrics_manager did.
     """
 
-    def __init__(self, readonly: bool = True) -> None:
+    def __init__(self, readonly: bool = True, max_memory: int | None = None) -> None:
         self.readonly = readonly
         #: name -> value safe to hand out as it is (the hot path reads this dict).
         self.values: dict[str, Any] = {}
         # name -> function returning a fresh copy of a held list/dict.
         self._makers: dict[str, Callable[[], Any]] = {}
+        #: The bound on held bytes (None: none), and the sizes held against it.
+        self.budget = None if max_memory is None else Budget(max_memory)
+        #: Called with each name dropped to stay under the bound (the manager's infos).
+        self.on_evict: Callable[[str], None] | None = None
+
+    def _admit(self, name: str, value: Any) -> bool:
+        """Account *value* against the bound, dropping the oldest names; keep it?"""
+        assert self.budget is not None
+        keep, victims = self.budget.admit(name, value)
+        for victim in victims:
+            self.values.pop(victim, None)
+            self._makers.pop(victim, None)
+            if self.on_evict is not None:
+                self.on_evict(victim)
+        return keep
 
     def hold(self, name: str, value: Any) -> Any:
-        """Hold *value* under *name*; return what to hand to the caller now."""
+        """Hold *value* under *name*; return what to hand to the caller now.
+
+        Above the bound the oldest values go; a value larger than the bound on its
+        own is returned (frozen) but not held.
+        """
+        if self.budget is not None and not self._admit(name, value):
+            self.forget(name)
+            return freeze(value)[0] if self.readonly else value
         if not self.readonly:
             self.values[name] = value
             return value
@@ -155,9 +208,15 @@ class MemoryTier:
     def lookup(self, name: str) -> Any:
         """The value to hand out for *name*, or :data:`MISSING`."""
         try:
-            return self.values[name]
+            value = self.values[name]
         except KeyError:
             pass
+        else:
+            if self.budget is not None:
+                self.budget.touch(name)
+            return value
+        if self.budget is not None:
+            self.budget.touch(name)
         maker = self._makers.get(name)
         return MISSING if maker is None else maker()
 
@@ -168,11 +227,15 @@ class MemoryTier:
         """Drop *name* (whether held or not)."""
         self.values.pop(name, None)
         self._makers.pop(name, None)
+        if self.budget is not None:
+            self.budget.discard(name)
 
     def clear(self) -> None:
         """Drop everything."""
         self.values.clear()
         self._makers.clear()
+        if self.budget is not None:
+            self.budget.clear()
 
     def replace(self, values: dict[str, Any]) -> None:
         """Hold exactly *values* (the ``CM.cache = {...}`` assignment)."""
