@@ -69,6 +69,9 @@ def folder_rows(manager: Any, families: dict[str, str] | None = None) -> list[Ro
     pins = pinned(store)
     rows = []
     for name, info in infos.items():
+        if info.legacy:
+            # The listing dates legacy files by mtime; their _date sidecar knows better.
+            info = storage.info(name) or info
         found = status.get(name)
         state, reason = _state(store, info, found.status if found else "unknown")
         if found is not None and found.reason and state == "stale":

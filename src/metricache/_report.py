@@ -33,13 +33,16 @@ th{cursor:pointer;background:#f5f5f5}th:after{content:" \\2195";color:#999}
 tr.stale td{background:#ffebee}tr.damaged td{background:#f3e5f5}tr.legacy td{color:#616161}
 td.num{text-align:right}
 """
-# Sorting: a click on a header sorts by that column (numbers by data-v), twice reverses.
-_SCRIPT = """
+# Sorting: a click on a header sorts by that column (numbers by data-v), twice reverses;
+# a link ending in #sort=<column> opens the page sorted.
+_SCRIPT = r"""
 document.querySelectorAll("#entries th").forEach(function(th,i){th.onclick=function(){
 var b=th.closest("table").tBodies[0],r=Array.from(b.rows),d=th.dataset.dir==="a"?-1:1;
 r.sort(function(x,y){var p=x.cells[i].dataset.v,q=y.cells[i].dataset.v;
 return (isNaN(p-q)?p.localeCompare(q):p-q)*d});th.dataset.dir=d>0?"a":"d";
-r.forEach(function(e){b.appendChild(e)});document.body.dataset.sorted=i+(d>0?"a":"d")}});
+r.forEach(function(e){b.appendChild(e)});document.body.dataset.sorted=th.dataset.col+(d>0?"a":"d")}});
+var m=location.hash.match(/^#sort=(\w+)/);document.querySelectorAll("#entries th").forEach(
+function(th){if(m&&th.dataset.col===m[1])th.click()});
 """
 
 
@@ -68,7 +71,7 @@ def _cell(column: str, row: Row) -> str:
 
 
 def _table(rows: Iterable[Row]) -> str:
-    head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in _COLUMNS)
+    head = "".join(f'<th data-col="{c}">{c.replace("_", " ")}</th>' for c in _COLUMNS)
     body = "".join(
         f'<tr class="{html.escape(r.status)}">' + "".join(_cell(c, r) for c in _COLUMNS) + "</tr>"
         for r in rows
