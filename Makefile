@@ -6,24 +6,25 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: help venv demo test test-fast lint format bench bench-quick clean
+.PHONY: help venv demo test test-fast lint format bench bench-quick docs clean
 
 help:
 	@echo "make demo         run examples/quickstart.py (the quickstart, on a local folder)"
 	@echo "make test         lint, type-check and run the whole test suite"
 	@echo "make bench        benchmarks against numpy, lru_cache, joblib and diskcache"
 	@echo "make bench-quick  every benchmark scenario at small sizes (< 1 minute)"
+	@echo "make docs         build the documentation site into site/ (offline, warnings as errors)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,frames,polars,graph]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,frames,polars,graph,docs]"
 	@touch $@
 
 $(BENCH_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench,frames,polars,graph]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench,frames,polars,graph,docs]"
 	@touch $@
 
 venv: $(STAMP)
@@ -46,6 +47,9 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests examples benchmarks
 	$(BIN)/ruff check --fix src tests examples benchmarks
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py
 
@@ -53,4 +57,4 @@ bench-quick: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py --quick
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis demo_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis demo_cache site
