@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, overload
@@ -15,8 +15,10 @@ from ._context import note_read
 from ._listing import CheckReport
 from ._locking import LockProvider, scope_of, single_flight
 from ._log import report, seconds
+from ._lru import parse_bytes
 from ._memory import MISSING, MemoryTier
 from ._meta import EntryInfo
+from ._parallel import GridOptions, OnError, note_compute, run_grid
 from ._parameterized import ParamsList, collect_metric
 from ._registry import MetricRegistry
 from ._stored import OnCorrupt, StoredValues, as_storage
@@ -73,6 +75,11 @@ class DatedCacheManager(ProvenanceMethods, MetricRegistry):
         entry and process; return it silently; recompute it; or raise
         :class:`~metricache.StaleMetricError`. ``get``, ``CM.<metric>()`` and
         ``get_all`` take ``on_stale=`` too, and :meth:`stale_policy` sets it for a block.
+    max_memory : int or str, optional
+        Most bytes of values memory holds (``"2GB"``, ``"512MiB"`` or a count):
+        above it the least recently loaded or computed values are dropped (they
+        load again from storage when asked); a value larger than the bound is
+        returned but not held. None (the default) holds everything, as the seed did.
 
     Notes
     -----
@@ -114,6 +121,7 @@ class DatedCacheManager(ProvenanceMethods, MetricRegistry):
         readonly: bool = True,
         locks: LockProvider | None = None,
         on_stale: OnStale = "warn",
+        max_memory: int | str | None = None,
     ) -> None:
         if on_corrupt not in ("recompute", "raise"):
             raise ValueError(f"on_corrupt must be 'recompute' or 'raise', not {on_corrupt!r}")
@@ -121,12 +129,15 @@ class DatedCacheManager(ProvenanceMethods, MetricRegistry):
         self.verbose = verbose
         self.lock_timeout = lock_timeout
         super().__init__(dynamic_metric_creation)
-        self._memory = MemoryTier(readonly)
+        self._memory = MemoryTier(readonly, parse_bytes(max_memory))
+        self._max_memory = max_memory
         # The memory tier's dict of shareable values: a memory hit is one lookup in it.
         # While a metric computes, an empty dict instead (see _computing_begins).
         self._cache: dict[str, Any] = self._memory.values
         self._stored = StoredValues(storage_interface, self._memory, on_corrupt)
         self._infos: dict[str, EntryInfo] = self._stored.infos
+        # A name memory drops takes its metadata with it (it is read again on load).
+        self._memory.on_evict = self._forget_info
         self._custom_locks = locks
         #: The lock provider holding each name while it is computed.
         self.locks: LockProvider = locks or storage_interface.lock_provider()
@@ -149,9 +160,20 @@ class DatedCacheManager(ProvenanceMethods, MetricRegistry):
             "readonly": self.readonly,
             "locks": self._custom_locks,
             "on_stale": self.on_stale,
+            "max_memory": self._max_memory,
         }
         code_options = self._provenance.code_options
-        return _rebuild, (_portable.describe(self, options), code_options)
+        # Blank first, then the description as state: a function shipped by value
+        # whose globals hold this manager is met in the pickle memo, not recursed into.
+        return _portable.blank, (type(self),), (_portable.describe(self, options), code_options)
+
+    def __setstate__(self, state: tuple[_portable.Description, dict[str, Any]]) -> None:
+        description, code_options = state
+        _portable.rebuild_into(self, description)
+        self._provenance.code_options.update(code_options)
+
+    def _forget_info(self, name: str) -> None:
+        self._infos.pop(name, None)
 
     def _hold(self, name: str) -> AbstractContextManager[None]:
         """Hold *name* while it is computed: one computation at a time, cycles caught."""
@@ -350,6 +372,57 @@ class DatedCacheManager(ProvenanceMethods, MetricRegistry):
 
     # -- beyond the seed ------------------------------------------------------
 
+    def get_many(
+        self,
+        names: Iterable[str],
+        use_stored: bool = True,
+        verbose: bool | None = None,
+        on_stale: OnStale | None = None,
+        *,
+        n_jobs: int | None = None,
+        executor: Any = None,
+        client: Any = None,
+        progress: bool | None = None,
+        batch: int | None = None,
+        return_values: bool = True,
+        on_error: OnError = "raise",
+    ) -> Any:
+        """Get every one of *names*, skipping stored ones, here or on workers.
+
+        Parameters
+        ----------
+        names : iterable of str
+            The metrics, e.g. ``[CM.poly.metric_name(1, 2), "spectrum"]``.
+        use_stored, verbose, on_stale
+            As for :meth:`get`; ``use_stored=False`` recomputes every one.
+        n_jobs : int, optional
+            Run on this many local worker processes (``-1``: every core); needs
+            ``pip install metricache[parallel]``.
+        executor : concurrent.futures.Executor, optional
+            Run on this executor instead (a process pool, loky, MPI, Dask's).
+        client : dask.distributed.Client, optional
+            Run on a Dask cluster, one task per entry (or per *batch*); needs
+            ``pip install metricache[dask]``.
+        progress : bool, optional
+            Show a tqdm bar on stderr; by default when stderr is a terminal or a
+            notebook.
+        batch : int, optional
+            Entries per task (default: a few batches per local worker; one per
+            Dask task).
+        return_values : bool
+            True: the values in order (a list; from workers a sequence that loads
+            each from the store when read). False: a :class:`GridSummary`.
+        on_error : {"raise", "return", "skip"}
+            A failing entry never stops the others: afterwards raise one
+            :class:`~metricache.GridError` naming each; put the exception in its
+            place among the values; or leave it out.
+        """
+        options = GridOptions(
+            use_stored, verbose, on_stale, n_jobs, executor, client, progress, batch,
+            return_values, on_error,
+        )  # fmt: skip
+        return run_grid(self, list(names), options)
+
     def delete(self, name: str) -> bool:
         """Remove *name* from memory and storage; return whether it was stored."""
         self.storage_interface.check_name(name)
@@ -541,6 +614,7 @@ class DatedCacheManager(ProvenanceMethods, MetricRegistry):
                 self._computing_begins(-1)
         duration = time.perf_counter() - start
         self._provenance.computed(self._scope, name)
+        note_compute(name, duration)
         if loud:
             report("Completed %s in %s", name, seconds(duration))
         return value, duration
@@ -553,13 +627,6 @@ class DatedCacheManager(ProvenanceMethods, MetricRegistry):
 
     def _verbose(self, verbose: bool | None) -> bool:
         return self.verbose if verbose is None else verbose
-
-
-def _rebuild(description: _portable.Description, code_options: dict[str, Any]) -> Any:
-    """A pickled manager, with the ``version=``/``depends_on=`` its metrics were collected with."""
-    manager = _portable.rebuild(description)
-    manager._provenance.code_options.update(code_options)
-    return manager
 
 
 class CollectingDatedCacheManager(DatedCacheManager):

@@ -18,6 +18,7 @@ from ._binding import Binder, Call
 from ._fronts import RESERVED, make_decorated, make_front
 from ._keys import Key, call_digest, describe, param_key
 from ._names import default_name_generation_function, hashed_name, plain_name, seed_faithful
+from ._parallel import GridOptions, OnError, run_grid
 from ._registry import Owner
 from .exceptions import InvalidMetricNameError, MetricNameCollisionError, UnknownMetricError
 from .provenance.staleness import OnStale
@@ -126,10 +127,29 @@ class CollectedMetric:
         use_stored: bool = True,
         verbose: bool | None = None,
         on_stale: OnStale | None = None,
-    ) -> list[Any]:
-        """Values for every declared parameter set, in ``params_list`` order."""
-        get = self._manager.get
-        return [get(n, use_stored, verbose, on_stale=on_stale) for n in self._declared]
+        *,
+        n_jobs: int | None = None,
+        executor: Any = None,
+        client: Any = None,
+        progress: bool | None = None,
+        batch: int | None = None,
+        return_values: bool = True,
+        on_error: OnError = "raise",
+    ) -> Any:
+        """Values for every declared parameter set, in ``params_list`` order.
+
+        Entries already stored are skipped; the rest are computed here, on
+        ``n_jobs`` worker processes (``-1``: every core), on any
+        ``concurrent.futures`` *executor*, or on a Dask *client*, each computed
+        once however many runs fill the same store at once. See
+        :meth:`DatedCacheManager.get_many <metricache.DatedCacheManager.get_many>`
+        for every keyword.
+        """
+        options = GridOptions(
+            use_stored, verbose, on_stale, n_jobs, executor, client, progress, batch,
+            return_values, on_error,
+        )  # fmt: skip
+        return run_grid(self._manager, self._declared, options)
 
     def declarations(self) -> list[tuple[str, Callable[[], Any], Owner]]:
         """``(name, function, owner)`` of every declared metric, each name once."""

@@ -11,13 +11,19 @@ description, so asking the rebuilt manager for it says why it is missing.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Description", "describe", "rebuild"]
+__all__ = ["Description", "blank", "describe", "rebuild", "rebuild_into", "shipping_with"]
+
+# How the manager being pickled will be shipped (plain pickle unless a grid ships it
+# with cloudpickle), and which managers are being described, per thread.
+_local = threading.local()
 
 
 @dataclass
@@ -46,9 +52,41 @@ class Description:
     unshipped: list[str] = field(default_factory=list)
 
 
-def _pickles(obj: Any) -> bool:
+@contextlib.contextmanager
+def shipping_with(dumps: Callable[[Any], bytes]) -> Iterator[None]:
+    """Describe managers pickled in this block as *dumps* (e.g. cloudpickle's) ships them.
+
+    What pickles depends on the pickler: cloudpickle ships lambdas and functions
+    of ``__main__`` by value, so a description made for it keeps them.
+    """
+    previous = getattr(_local, "dumps", None)
+    _local.dumps = dumps
     try:
-        pickle.dumps(obj)
+        yield
+    finally:
+        _local.dumps = previous
+
+
+def _by_value() -> bool:
+    """Whether functions are shipped by value where they cannot go by reference."""
+    return getattr(_local, "dumps", None) is not None
+
+
+def _pickles(obj: Any) -> bool:
+    dumps = getattr(_local, "dumps", None) or pickle.dumps
+    try:
+        dumps(obj)
+    except (pickle.PicklingError, AttributeError, TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def _by_reference(function: Any) -> bool:
+    """Whether *function* pickles by reference (by value it would carry its closure)."""
+    if _by_value() and getattr(function, "__module__", None) == "__main__":
+        return False  # cloudpickle ships __main__ by value, whatever plain pickle says
+    try:
+        pickle.dumps(function)
     except (pickle.PicklingError, AttributeError, TypeError, ValueError):
         return False
     return True
@@ -61,18 +99,36 @@ def _shippable_function(original: Callable[..., Any]) -> tuple[Callable[..., Any
     original no longer pickles by reference (pickle finds another object under its
     name); the decorated one does, and holds the original as ``__wrapped__``.
     """
-    if _pickles(original):
+    if _by_reference(original):
         return original, False
     found: Any = sys.modules.get(getattr(original, "__module__", ""), None)
     for part in getattr(original, "__qualname__", "<none>").split("."):
         found = getattr(found, part, None)
-    if getattr(found, "__wrapped__", None) is original and _pickles(found):
+    if getattr(found, "__wrapped__", None) is original and _by_reference(found):
         return found, True
+    # By value (cloudpickle): the original itself, never the decorated function,
+    # whose closure holds the front and its memory.
+    if _by_value() and _pickles(original):
+        return original, False
     return None, False
 
 
 def describe(manager: Any, options: dict[str, Any]) -> Description:
     """A :class:`Description` of *manager* (with its constructor *options*)."""
+    describing: set[int] = _local.__dict__.setdefault("describing", set())
+    if id(manager) in describing:
+        # A function shipped by value refers to this manager (its global ``CM``): the
+        # trial pickle in _pickles only needs to succeed; the real pickle meets the
+        # manager in its memo.
+        return Description(type(manager), manager.storage_interface, options)
+    describing.add(id(manager))
+    try:
+        return _describe(manager, options)
+    finally:
+        describing.discard(id(manager))
+
+
+def _describe(manager: Any, options: dict[str, Any]) -> Description:
     description = Description(type(manager), manager.storage_interface, options)
     collected_names = set(manager._owners)
     for front in manager.parameterized_metrics:
@@ -92,9 +148,23 @@ def describe(manager: Any, options: dict[str, Any]) -> Description:
     return description
 
 
+def blank(cls: type) -> Any:
+    """An uninitialised manager of *cls*, which :func:`rebuild_into` then builds.
+
+    Pickling a manager as "blank, then its description as state" lets a function
+    shipped by value inside the description refer back to the manager.
+    """
+    return cls.__new__(cls)
+
+
 def rebuild(description: Description) -> Any:
     """The manager *description* describes, with empty memory and its own locks."""
-    manager = description.cls(description.storage, **description.options)
+    return rebuild_into(blank(description.cls), description)
+
+
+def rebuild_into(manager: Any, description: Description) -> Any:
+    """Initialise the blank *manager* as *description* describes."""
+    type(manager).__init__(manager, description.storage, **description.options)
     manager.set_functions_dict(dict(description.functions))
     for spec in description.collected:
         function = spec.function.__wrapped__ if spec.decorated else spec.function  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ the seed package::
      ├── LockTimeoutError              (TimeoutError) waited longer than ``lock_timeout``
      ├── MetricCycleError              (RuntimeError) a metric that (indirectly) needs itself
      ├── StaleMetricError              (RuntimeError) a stored value its code no longer computes
+     ├── GridError                     (RuntimeError) entries of a get_all/get_many that failed
      └── MissingDependencyError        (ImportError)  an optional extra is not installed
 
     CacheWriteWarning (UserWarning): a computed value could not be stored; it is
@@ -29,6 +30,7 @@ from typing import Any
 __all__ = [
     "CacheWriteWarning",
     "CorruptEntryError",
+    "GridError",
     "InvalidMetricNameError",
     "LockTimeoutError",
     "MetricCycleError",
@@ -135,6 +137,29 @@ class StaleMetricError(MetricacheError, RuntimeError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.report,)
+
+
+class GridError(MetricacheError, RuntimeError):
+    """Entries of a ``get_all``/``get_many`` failed (every other entry was still got).
+
+    ``.errors`` maps each failed metric name to its exception; the first one is
+    also the ``__cause__``.
+    """
+
+    def __init__(self, errors: dict[str, BaseException], total: int) -> None:
+        self.errors = dict(errors)
+        self.total = total
+        shown = [f"  {name}: {type(err).__name__}: {err}" for name, err in errors.items()]
+        more = f"\n  ... and {len(shown) - 20} more" if len(shown) > 20 else ""
+        super().__init__(
+            f"{len(errors)} of {total} metrics failed (the others were stored):\n"
+            + "\n".join(shown[:20])
+            + more
+        )
+        self.__cause__ = next(iter(errors.values()), None)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.errors, self.total)
 
 
 class MissingDependencyError(MetricacheError, ImportError):

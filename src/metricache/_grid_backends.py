@@ -1,0 +1,134 @@
+"""Where a grid's batches run: local worker processes, any executor, or Dask.
+
+Workers receive the manager as bytes pickled with cloudpickle (so functions
+defined in ``__main__`` or a notebook travel by value) and rebuild it once per
+process; every batch answers with small :class:`~metricache._parallel.Status`
+objects, never values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import Any
+
+import xxhash
+
+from . import _portable
+from ._optional import require
+from ._parallel import GridOptions, Status, batches, failed, run_names
+
+__all__ = ["dask_key", "on_dask", "on_executor", "run_batch", "ship"]
+
+#: Managers rebuilt in this (worker) process, by the digest of their pickled bytes.
+_REBUILT: dict[str, Any] = {}
+_REBUILT_MAX = 16
+
+
+def ship(manager: Any) -> bytes:
+    """*manager* as the bytes workers rebuild it from (pickled with cloudpickle)."""
+    cloudpickle = require("cloudpickle", "parallel", "running get_all on other processes")
+    with _portable.shipping_with(cloudpickle.dumps):
+        blob: bytes = cloudpickle.dumps(manager)
+    return blob
+
+
+def _manager_from(blob: bytes) -> Any:
+    """The manager *blob* describes, rebuilt once per process (with its own locks)."""
+    digest = xxhash.xxh3_128_hexdigest(blob)
+    manager = _REBUILT.get(digest)
+    if manager is None:
+        import pickle
+
+        if len(_REBUILT) >= _REBUILT_MAX:
+            _REBUILT.pop(next(iter(_REBUILT)))
+        manager = _REBUILT[digest] = pickle.loads(blob)
+    return manager
+
+
+def run_batch(
+    blob: bytes, names: list[str], use_stored: bool, verbose: bool | None, on_stale: Any
+) -> list[Status]:
+    """The task each worker runs: get every name of the batch, answer with statuses."""
+    return run_names(_manager_from(blob), names, use_stored, verbose, on_stale)
+
+
+def _workers(n_jobs: int | None) -> int:
+    if n_jobs is None or n_jobs == -1:
+        return os.cpu_count() or 1
+    return n_jobs
+
+
+def on_executor(manager: Any, todo: list[str], options: GridOptions) -> Iterator[Status]:
+    """Run *todo* on ``options.executor``, or on ``n_jobs`` loky worker processes."""
+    executor = options.executor
+    workers = getattr(executor, "_max_workers", None) or _workers(options.n_jobs)
+    if executor is None:
+        loky = require("loky", "parallel", "get_all(n_jobs=...)")
+        executor = loky.get_reusable_executor(max_workers=workers)
+    blob = ship(manager)
+    pending: dict[Future[list[Status]], list[str]] = {}
+    for batch in batches(todo, options.batch, workers):
+        args = (blob, batch, options.use_stored, options.verbose, options.on_stale)
+        pending[executor.submit(run_batch, *args)] = batch
+    return _as_done(pending)
+
+
+def _as_done(pending: dict[Future[list[Status]], list[str]]) -> Iterator[Status]:
+    """Statuses as batches finish; a batch whose worker died fails as a whole."""
+    while pending:
+        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+        for future in done:
+            batch = pending.pop(future)
+            try:
+                yield from future.result()
+            except Exception as err:  # a killed worker, an unpicklable result: name them
+                yield from failed(batch, err)
+
+
+def dask_key(manager: Any, batch: list[str], options: GridOptions) -> str:
+    """The task key of a batch: the same work on the same store, from any client, is one key.
+
+    Built from the names, the storage, the options that change the work and the
+    code fingerprint of each metric family in the batch.
+    """
+    codes = []
+    for base in dict.fromkeys(_base_of(manager, n) for n in batch):
+        first = next(n for n in batch if _base_of(manager, n) == base)
+        codes.append(repr(manager._provenance.code_of(first)))
+    text = "\0".join(
+        [repr(manager.storage_interface), repr((options.use_stored, options.on_stale))]
+        + batch
+        + codes
+    )
+    return f"metricache-{batch[0][:40]}-{xxhash.xxh3_128_hexdigest(text)}"
+
+
+def _base_of(manager: Any, name: str) -> str:
+    owner = manager._owners.get(name)
+    return owner.base if owner is not None else name
+
+
+def on_dask(manager: Any, todo: list[str], options: GridOptions) -> Iterator[Status]:
+    """Run *todo* on a ``dask.distributed.Client``: one task per entry (or per batch)."""
+    distributed = require("distributed", "dask", "get_all(client=...)")
+    client = options.client
+    blob = ship(manager)
+    futures = {}
+    for batch in batches(todo, options.batch or 1, 1):
+        key = dask_key(manager, batch, options)
+        args = (blob, batch, options.use_stored, options.verbose, options.on_stale)
+        futures[client.submit(run_batch, *args, key=key, pure=False)] = batch
+    return _dask_done(distributed, futures)
+
+
+def _dask_done(distributed: Any, futures: dict[Any, list[str]]) -> Iterator[Status]:
+    for future in distributed.as_completed(list(futures)):
+        batch = futures[future]
+        try:
+            yield from future.result()
+        except Exception as err:  # KilledWorker after Dask's retries, a lost task: name them
+            yield from failed(batch, err)
+        finally:
+            future.release()
