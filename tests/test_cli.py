@@ -382,3 +382,25 @@ def test_console_script_on_folders_of_other_processes(filled: Path) -> None:
     module = shell(sys.executable, "-m", "metricache", "--dir", str(filled), "ls", cwd=filled)
     assert module.returncode == 0 and "scaled_0p5" in module.stdout
     textwrap.dedent("")  # the folder was never imported: the user's module is one level up
+
+
+def test_report_title_and_version(filled: Path) -> None:
+    page = filled.parent / "t.html"
+    run(filled, "report", "--html", str(page), "--title", "Job array 17")
+    assert "<title>Job array 17</title>" in page.read_text()
+    assert "version" in run(filled, "--version").output
+
+
+def test_run_on_a_dask_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    distributed = pytest.importorskip("dask.distributed", reason="needs metricache[dask]")
+    folder = tmp_path / "cache"
+    write_analysis(tmp_path, folder, name="grid3")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
+        out = run(folder, "run", "grid3:CM", "scaled", "--scheduler", cluster.scheduler_address)
+    assert "3 entries of scaled stored" in out.output
+    assert len(json.loads(run(folder, "ls", "--json", "scaled_*").output)) == 3
+    sys.modules.pop("grid3", None)
