@@ -91,3 +91,20 @@ def _quiet_metricache_logger() -> Iterator[None]:
 
 
 __all__ = ["CONTRACT_CLASSES", "STORAGE_CLASSES", "Counter", "metricache", "record_file"]
+
+
+@pytest.fixture(scope="session")
+def dask_cluster() -> Iterator[Any]:
+    """A real Dask LocalCluster for the session: 2 worker processes x 1 thread."""
+    distributed = pytest.importorskip("distributed")  # `make test` installs the dask extra
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,  # no dashboard: nothing to bind, no bokeh warning
+        silence_logs=logging.ERROR,
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.close()

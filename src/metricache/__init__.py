@@ -22,12 +22,14 @@ from ._manager import (
 )
 from ._meta import EntryInfo
 from ._names import default_name_generation_function
+from ._parallel import GridSummary, GridValues
 from ._parameterized import CollectedMetric
 from ._seedhelpers import doublewrap_class_method, today
 from ._version import __version__
 from .exceptions import (
     CacheWriteWarning,
     CorruptEntryError,
+    GridError,
     InvalidMetricNameError,
     LockTimeoutError,
     MetricacheError,
@@ -61,6 +63,9 @@ __all__ = [
     "ParameterizedDataCacheManager",
     "ParameterizedDatedCacheManager",
     "CollectedMetric",
+    # filling grids (get_all / get_many)
+    "GridSummary",
+    "GridValues",
     # storage interfaces
     "AutoStorageInterface",
     "FileBasedStorageInterface",
@@ -88,6 +93,7 @@ __all__ = [
     # exceptions and warnings
     "CacheWriteWarning",
     "CorruptEntryError",
+    "GridError",
     "InvalidMetricNameError",
     "LockTimeoutError",
     "MetricCycleError",

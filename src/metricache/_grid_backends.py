@@ -83,7 +83,7 @@ def _as_done(pending: dict[Future[list[Status]], list[str]]) -> Iterator[Status]
             batch = pending.pop(future)
             try:
                 yield from future.result()
-            except Exception as err:  # a killed worker, an unpicklable result: name them
+            except Exception as err:  # noqa: BLE001  # a killed worker, an unpicklable result
                 yield from failed(batch, err)
 
 
@@ -102,7 +102,7 @@ def dask_key(manager: Any, batch: list[str], options: GridOptions) -> str:
         + batch
         + codes
     )
-    return f"metricache-{batch[0][:40]}-{xxhash.xxh3_128_hexdigest(text)}"
+    return f"metricache-{batch[0][:40]}-{xxhash.xxh3_128_hexdigest(text.encode())}"
 
 
 def _base_of(manager: Any, name: str) -> str:
@@ -128,7 +128,7 @@ def _dask_done(distributed: Any, futures: dict[Any, list[str]]) -> Iterator[Stat
         batch = futures[future]
         try:
             yield from future.result()
-        except Exception as err:  # KilledWorker after Dask's retries, a lost task: name them
+        except Exception as err:  # noqa: BLE001  # KilledWorker after Dask's retries
             yield from failed(batch, err)
         finally:
             future.release()

@@ -123,7 +123,9 @@ class GridValues(Sequence[Any]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (list, tuple, GridValues)):
-            return len(other) == len(self) and all(_same(a, b) for a, b in zip(self, other))
+            return len(other) == len(self) and all(
+                _same(a, b) for a, b in zip(self, other, strict=True)
+            )
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
@@ -153,7 +155,7 @@ def run_names(
         token = _computes.set(computes)
         try:
             manager.get(name, use_stored, verbose, on_stale=on_stale)
-        except Exception as err:  # every failure is reported by name, after the others ran
+        except Exception as err:  # noqa: BLE001  # the user's code: reported by name, later
             statuses.append(Status(name, "failed", error=err))
             continue
         finally:
@@ -190,7 +192,9 @@ class GridOptions:
         if self.batch is not None and self.batch < 1:
             raise ValueError(f"batch must be a positive number of entries, not {self.batch!r}")
         if self.n_jobs is not None and (self.n_jobs == 0 or self.n_jobs < -1):
-            raise ValueError(f"n_jobs must be a positive count or -1 (every core), not {self.n_jobs}")
+            raise ValueError(
+                f"n_jobs must be a positive count or -1 (every core), not {self.n_jobs}"
+            )
 
     @property
     def parallel(self) -> bool:
@@ -236,10 +240,9 @@ def _statuses(manager: Any, todo: list[str], options: GridOptions) -> Iterator[S
     if not todo:
         return iter(())
     if not options.parallel:
-        run = lambda name: run_names(  # noqa: E731
-            manager, [name], options.use_stored, options.verbose, options.on_stale
-        )
-        return (status for name in todo for status in run(name))
+        # One name at a time, so the progress bar moves as each finishes.
+        get = (options.use_stored, options.verbose, options.on_stale)
+        return (status for name in todo for status in run_names(manager, [name], *get))
     from . import _grid_backends
 
     if options.client is not None:

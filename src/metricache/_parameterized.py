@@ -259,7 +259,13 @@ class CollectedMetric:
 
     def _function(self, call: Call) -> Callable[[], Any]:
         """The zero-argument metric function: the original, with the arguments as given."""
-        return functools.partial(self.original_function, *call.args, **call.kwargs)
+        function = self.original_function
+        if isinstance(function, functools.partial):
+            # Flattened by hand: CPython only flattens a partial whose __dict__ was never
+            # set, and an unpickled one's was, so a worker's fingerprint would differ.
+            keywords = {**function.keywords, **call.kwargs}
+            return functools.partial(function.func, *function.args, *call.args, **keywords)
+        return functools.partial(function, *call.args, **call.kwargs)
 
 
 def collect_metric(

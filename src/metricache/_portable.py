@@ -148,13 +148,13 @@ def _describe(manager: Any, options: dict[str, Any]) -> Description:
     return description
 
 
-def blank(cls: type) -> Any:
+def blank(cls: type[Any]) -> Any:
     """An uninitialised manager of *cls*, which :func:`rebuild_into` then builds.
 
     Pickling a manager as "blank, then its description as state" lets a function
     shipped by value inside the description refer back to the manager.
     """
-    return cls.__new__(cls)
+    return object.__new__(cls)
 
 
 def rebuild(description: Description) -> Any:
