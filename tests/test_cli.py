@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
-import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,15 +46,17 @@ def write_analysis(where: Path, folder: Path, name: str = "analysis", edit: str 
 
 
 @pytest.fixture
-def filled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def filled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A cache folder filled by another process running the user's module."""
     folder = tmp_path / "cache"
     write_analysis(tmp_path, folder)
     code = "import analysis; analysis.CM.total()"
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # undone after: --module adds the folder
     sys.modules.pop("analysis", None)
-    return folder
+    yield folder
+    sys.modules.pop("analysis", None)  # --module imported it: the next test has its own
 
 
 def run(folder: Path, *args: str, code: int = 0, **kw: object) -> Result:
@@ -313,11 +316,22 @@ def test_run_computes_a_grid_with_progress(
     sys.modules.pop("grid", None)
 
 
+def fresh_workers() -> None:
+    """Worker processes that import the user's module from this test's folder.
+
+    loky reuses its workers across calls; each keeps the import path it started
+    with, so a worker of an earlier test would not find this test's module.
+    """
+    loky = pytest.importorskip("loky", reason="needs metricache[parallel]")
+    loky.get_reusable_executor(max_workers=2).shutdown(wait=True)
+
+
 def test_run_jobs_uses_parallel_get_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "cache"
     write_analysis(tmp_path, folder, name="grid2")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    fresh_workers()
     assert "3 entries" in run(folder, "run", "grid2:CM", "scaled", "--jobs", "2").output
     assert len(json.loads(run(folder, "ls", "--json", "scaled_*").output)) == 3
     sys.modules.pop("grid2", None)
@@ -381,7 +395,6 @@ def test_console_script_on_folders_of_other_processes(filled: Path) -> None:
     assert explain.returncode == 1 and "Traceback" not in explain.stderr
     module = shell(sys.executable, "-m", "metricache", "--dir", str(filled), "ls", cwd=filled)
     assert module.returncode == 0 and "scaled_0p5" in module.stdout
-    textwrap.dedent("")  # the folder was never imported: the user's module is one level up
 
 
 def test_report_title_and_version(filled: Path) -> None:
@@ -397,10 +410,24 @@ def test_run_on_a_dask_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     write_analysis(tmp_path, folder, name="grid3")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    # In-process workers: they import the user's module from this test's folder.
     with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        n_workers=1,
+        threads_per_worker=2,
+        processes=False,
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
     ) as cluster:
         out = run(folder, "run", "grid3:CM", "scaled", "--scheduler", cluster.scheduler_address)
     assert "3 entries of scaled stored" in out.output
     assert len(json.loads(run(folder, "ls", "--json", "scaled_*").output)) == 3
     sys.modules.pop("grid3", None)
+
+
+def test_gc_evicts_the_longest_unused_first(filled: Path) -> None:
+    """Of equal entries, the one whose data file was used longest ago goes first."""
+    for name in ("scaled_0p5", "scaled_1", "scaled_2"):
+        os.utime(filled / f"{name}.npy", (1e9, 1e9))  # used in 2001
+    os.utime(filled / "scaled_1.npy", (1e6, 1e6))  # used in 1970: the longest ago
+    out = run(filled, "gc", "--max-size", "50KB", "--keep", "raw", "--dry-run").output
+    assert out.splitlines() == ["would evict scaled_1 (15.8 KiB)"]

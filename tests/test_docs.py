@@ -20,6 +20,8 @@ from click.testing import CliRunner
 
 from metricache.cli import main
 
+from .test_cli import fresh_workers
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
@@ -50,9 +52,13 @@ def test_every_example_runs(page: str, tmp_path: Path, monkeypatch: pytest.Monke
             if lang == "python":
                 first = code.splitlines()[0]
                 if first.startswith("# file: "):
-                    (tmp_path / first[len("# file: ") :]).write_text(code, encoding="utf-8")
+                    module = first[len("# file: ") :]
+                    (tmp_path / module).write_text(code, encoding="utf-8")
+                    sys.modules.pop(module.removesuffix(".py"), None)  # another test's
                 exec(compile(code, f"{page}:python", "exec"), namespace)
             elif lang == "console":
+                if "--jobs" in code:
+                    fresh_workers()  # they import the page's module from this folder
                 run_console(code)
     finally:
         for name in set(sys.modules) - modules:

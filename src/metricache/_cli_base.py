@@ -68,16 +68,14 @@ pass_folder = click.make_pass_decorator(Folder)
 
 
 class MetricacheGroup(click.Group):
-    """A group that renders metricache's errors as click errors (no traceback)."""
+    """A group that renders metricache's errors and OS errors as click errors (no traceback)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except MetricacheError as err:
             raise click.ClickException(str(err)) from None
-        except (ValueError, OSError) as err:
-            if isinstance(err, click.ClickException):
-                raise
+        except OSError as err:  # a folder that cannot be read or written: say so, plainly
             raise click.ClickException(f"{type(err).__name__}: {err}") from None
 
 

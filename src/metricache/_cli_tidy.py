@@ -10,6 +10,8 @@ import click
 from . import _gc
 from ._cli_base import Folder, collected_names, human_size, load_manager, matches, matching
 from ._cli_base import pass_folder as _pass
+from ._folder import suffix_of
+from ._layout import data_key
 from ._migrate import migrate
 
 __all__ = ["register"]
@@ -66,16 +68,18 @@ def gc_command(
         metricache gc --max-size 50GB --keep 'model_*' --dry-run
     """
     try:
-        age, limit = _gc.parse_age(older_than), max_size and _gc.parse_size(max_size)
+        age = _gc.parse_age(older_than)
+        limit = _gc.parse_size(max_size) if max_size else None
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
     storage, verb = folder.storage, "would remove" if dry_run else "removed"
-    report = storage.check()
-    old = _gc.old_quarantine(storage.store, age)
     plan = None
     if limit is not None:
-        pairs = [(i, i.name) for i in report.ok]
-        plan = _gc.plan_eviction(storage.store, pairs, int(limit), keep)
+        # Planned from records, before check() reads (and so touches) every data file.
+        pairs = [(i, data_key(i.name, suffix_of(i))) for i in storage.entries()]
+        plan = _gc.plan_eviction(storage.store, pairs, limit, keep)
+    report = storage.check()
+    old = _gc.old_quarantine(storage.store, age)
     for key in [*report.temp_files, *report.orphans, *old]:
         click.echo(f"{verb} {key}")
     for info in plan.evict if plan else []:
@@ -89,7 +93,7 @@ def gc_command(
         _gc.remove_folder(storage.store, prefix)
     for info in plan.evict if plan else []:
         folder.manager.delete(info.name)
-    if plan and plan.remaining > int(limit or 0):
+    if plan and limit is not None and plan.remaining > limit:
         click.secho(f"still {human_size(plan.remaining)}: the rest is pinned or kept", fg="yellow")
 
 
