@@ -101,7 +101,9 @@ def dask_cluster() -> Iterator[Any]:
         n_workers=2,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,  # no dashboard: nothing to bind, no bokeh warning
+        # Any free port: the default 8787 may be taken, and its "already in use"
+        # UserWarning would be an error under filterwarnings = ["error"].
+        dashboard_address=":0",
         silence_logs=logging.ERROR,
     )
     try:

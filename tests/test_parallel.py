@@ -129,6 +129,7 @@ def test_a_killed_worker_costs_one_recompute(tmp_path: Path) -> None:
 
 NOTEBOOK = """
 import os, sys, time
+import numpy as np
 from metricache import ParameterizedDatedCacheManager
 
 folder, log, n_jobs = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -29,7 +29,10 @@ _REBUILT_MAX = 16
 def ship(manager: Any) -> bytes:
     """*manager* as the bytes workers rebuild it from (pickled with cloudpickle)."""
     cloudpickle = require("cloudpickle", "parallel", "running get_all on other processes")
-    with _portable.shipping_with(cloudpickle.dumps):
+    # Described before pickling starts, so its trial pickles do not run nested
+    # inside cloudpickle's own.
+    shipping = _portable.shipping_with(cloudpickle.dumps)
+    with shipping, _portable.prepared(manager, manager._pickle_options()):
         blob: bytes = cloudpickle.dumps(manager)
     return blob
 

@@ -152,7 +152,15 @@ class DatedCacheManager(ProvenanceMethods, MetricRegistry):
         return f"{type(self).__name__}({self.storage_interface!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        options = {
+        options = self._pickle_options()
+        code_options = self._provenance.code_options
+        # Blank first, then the description as state: a function shipped by value
+        # whose globals hold this manager is met in the pickle memo, not recursed into.
+        return _portable.blank, (type(self),), (_portable.describe(self, options), code_options)
+
+    def _pickle_options(self) -> dict[str, Any]:
+        """The constructor options a pickled manager is rebuilt with."""
+        return {
             "verbose": self.verbose,
             "on_corrupt": self.on_corrupt,
             "lock_timeout": self.lock_timeout,
@@ -162,10 +170,6 @@ class DatedCacheManager(ProvenanceMethods, MetricRegistry):
             "on_stale": self.on_stale,
             "max_memory": self._max_memory,
         }
-        code_options = self._provenance.code_options
-        # Blank first, then the description as state: a function shipped by value
-        # whose globals hold this manager is met in the pickle memo, not recursed into.
-        return _portable.blank, (type(self),), (_portable.describe(self, options), code_options)
 
     def __setstate__(self, state: tuple[_portable.Description, dict[str, Any]]) -> None:
         description, code_options = state

@@ -67,6 +67,18 @@ def shipping_with(dumps: Callable[[Any], bytes]) -> Iterator[None]:
         _local.dumps = previous
 
 
+@contextlib.contextmanager
+def prepared(manager: Any, options: dict[str, Any]) -> Iterator[None]:
+    """Describe *manager* now; pickling it in this block reuses that description."""
+    description = describe(manager, options)
+    table: dict[int, Description] = _local.__dict__.setdefault("prepared", {})
+    table[id(manager)] = description
+    try:
+        yield
+    finally:
+        table.pop(id(manager), None)
+
+
 def _by_value() -> bool:
     """Whether functions are shipped by value where they cannot go by reference."""
     return getattr(_local, "dumps", None) is not None
@@ -115,6 +127,9 @@ def _shippable_function(original: Callable[..., Any]) -> tuple[Callable[..., Any
 
 def describe(manager: Any, options: dict[str, Any]) -> Description:
     """A :class:`Description` of *manager* (with its constructor *options*)."""
+    prepared: Description | None = _local.__dict__.get("prepared", {}).get(id(manager))
+    if prepared is not None:
+        return prepared  # made before the pickler started: no trial pickle nests in it
     describing: set[int] = _local.__dict__.setdefault("describing", set())
     if id(manager) in describing:
         # A function shipped by value refers to this manager (its global ``CM``): the
