@@ -223,15 +223,17 @@ def _run_parallel(get_all: Any, accepted: Any, jobs: int, scheduler: str | None)
             f"this metricache cannot run in parallel yet (get_all has no {wanted}=): "
             "run without --jobs/--scheduler"
         )
+    # The overnight run shows its progress even when its output goes to a log file.
+    shown = {"progress": True} if "progress" in accepted else {}
     if scheduler:
         try:
             from dask.distributed import Client
         except ImportError:
             raise click.UsageError("--scheduler needs pip install 'metricache[dask]'") from None
         with Client(scheduler) as client:  # type: ignore[no-untyped-call]
-            get_all(client=client, verbose=False)
+            get_all(client=client, verbose=False, **shown)
     else:
-        get_all(n_jobs=jobs, verbose=False)
+        get_all(n_jobs=jobs, verbose=False, **shown)
 
 
 def register(group: click.Group) -> None:
