@@ -181,7 +181,7 @@ def bounded_get(kind: str, folder: str, expected: str, out: str) -> None:
             error = None
         except BaseException as err:  # noqa: BLE001 - reported to the parent
             result, error = None, f"{type(err).__name__}: {err}"
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kib = _peak_rss_kib()
     report = {
         "value": result,
         "error": error,
@@ -189,6 +189,22 @@ def bounded_get(kind: str, folder: str, expected: str, out: str) -> None:
         "rss_mib": peak_kib / 1024,
     }
     Path(out).write_text(json.dumps(report))
+
+
+def _peak_rss_kib() -> int:
+    """This process's own peak RSS (KiB) since it started its program.
+
+    Not ``ru_maxrss``: Linux carries that over an ``execve``, so a spawned child
+    would report the peak of the (large) test process it was forked from.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def hold_temp_file(path: str, ready: str, release: str) -> None:
