@@ -96,6 +96,21 @@ def test_ls_with_module_shows_parameters(filled: Path) -> None:
     assert [r["parameters"] for r in rows] == ["(0.5,)", "(1,)", "(2,)"]
 
 
+def test_ls_shows_parameters_and_families_from_the_records_alone(filled: Path) -> None:
+    rows = json.loads(run(filled, "ls", "--json", "scaled_*").output)  # no --module
+    assert [r["parameters"] for r in rows] == ["(0.5,)", "(1,)", "(2,)"]
+    assert {r["family"] for r in rows} == {"scaled"}
+
+
+def test_du_groups_by_the_recorded_family_not_by_the_name(tmp_path: Path) -> None:
+    CM = DatedCacheManager(tmp_path / "cache", verbose=False)
+    # A family whose base name ends like a parameter: guessing from names would split it.
+    CM.collect(lambda k: np.arange(10.0) * k, base_name="run_2", params_list=[[1], [3]])
+    CM.run_2.get_all()
+    families = json.loads(run(tmp_path / "cache", "du", "--json").output)["families"]
+    assert set(families) == {"run_2"}
+
+
 def test_ls_marks_damaged_and_legacy(filled: Path) -> None:
     (filled / "scaled_2.npy").write_bytes(b"short")
     np.save(filled / "old.npy", np.ones(3))

@@ -79,7 +79,7 @@ def folder_rows(manager: Any, families: dict[str, str] | None = None) -> list[Ro
         rows.append(
             Row(
                 name,
-                (families or {}).get(name) or family_of(name),
+                (families or {}).get(name) or info.family or family_of(name),
                 found.parameters if found else "",
                 info.timestamp.astimezone().isoformat(timespec="seconds"),
                 info.size,

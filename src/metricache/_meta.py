@@ -67,6 +67,11 @@ class EntryInfo:
     code : tuple of (part, hash) pairs, or None
         The code fingerprint of the metric function, as named parts (the first is
         ``("algorithm", tag)``); None when unknown.
+    family : str or None
+        The base name of the collected metric (family) the entry belongs to.
+    params : str or None
+        The call's arguments as written (``"(1, b=2)"``), for listings; None for
+        metrics defined without parameters or by ``set_functions_dict``.
     invalidated : str or None
         When :meth:`~metricache.DatedCacheManager.invalidate` marked it stale (ISO
         8601), and why; a recompute writes a new entry without the mark.
@@ -87,6 +92,8 @@ class EntryInfo:
     dependencies: tuple[tuple[str, str | None], ...] | None = None
     code: tuple[tuple[str, str], ...] | None = None
     invalidated: str | None = None
+    family: str | None = None
+    params: str | None = None
 
     @property
     def date(self) -> str:

@@ -104,8 +104,9 @@ class ProvenanceMethods:
         ``str()`` gives plain text, notebooks show HTML and ``.to_pandas()`` a
         DataFrame (needs pandas).
         """
-        shown = {n: o.shown for n, o in self._owners.items() if getattr(o, "shown", "")}
         infos = [self._infos.get(i.name, i) for i in self.entries()]
+        shown = {i.name: i.params for i in infos if i.params}  # from the records ...
+        shown |= {n: o.shown for n, o in self._owners.items() if getattr(o, "shown", "")}
         return build_status(infos, self._provenance.checker(), shown)
 
     def graph(self) -> DependencyGraph:

@@ -87,9 +87,13 @@ class Tracker:
     def computed(self, scope: str, name: str) -> None:
         """A metric function returned: keep what it read and its code for the write."""
         reads = current_reads(scope, name) or {}
+        owner = getattr(self.manager, "_owners", {}).get(name)
         self._pending[name] = {
             "dependencies": tuple(sorted(reads.items())),
             "code": self.code_of(name),
+            # What the records alone can tell a listing: its family and arguments.
+            "family": getattr(owner, "base", None),
+            "params": getattr(owner, "shown", None) or None,
         }
 
     def for_write(self, name: str) -> dict[str, Any] | None:
