@@ -315,3 +315,19 @@ def test_anything_else_is_a_type_error_naming_what_was_expected(
         DatedCacheManager(wrong)
     assert type(wrong).__qualname__ in str(caught.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dropped_manager_frees_its_values_at_once(tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    CM = DatedCacheManager(NpyStorageInterface(tmp_path), verbose=False)
+    CM.set_functions_dict({"m": lambda: np.zeros(1000)})
+    held = weakref.ref(CM)
+    CM["m"]
+    gc.disable()  # no cycle collector: only reference counts may free it
+    try:
+        del CM
+        assert held() is None  # no reference cycle keeps it (and its values) alive
+    finally:
+        gc.enable()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -40,6 +41,11 @@ __all__ = [
 _MISSING = MISSING
 
 
+def _forget(infos: dict[str, EntryInfo], name: str) -> None:
+    """Drop the entry info of a value the memory tier no longer holds."""
+    infos.pop(name, None)
+
+
 class DatedCacheManager(ProvenanceMethods, MetricRegistry):
     """Compute each metric once; keep it in memory and in a storage interface, dated.
 
@@ -47,7 +53,7 @@ class DatedCacheManager(ProvenanceMethods, MetricRegistry):
     ----------
     storage_interface : StorageInterface, str or os.PathLike
         Where values persist, e.g. ``NpzStorageInterface("cache/")``; a folder
-        path is short for ``NpzStorageInterface(path)``.
+        path is short for ``AutoStorageInterface(path)`` (a format per value).
     verbose : bool
         Default for every call's ``verbose``: report computes, saves and loads on
         the ``metricache`` logger (on stderr when no logging is configured).
@@ -137,7 +143,9 @@ class DatedCacheManager(ProvenanceMethods, MetricRegistry):
         self._stored = StoredValues(storage_interface, self._memory, on_corrupt)
         self._infos: dict[str, EntryInfo] = self._stored.infos
         # A name memory drops takes its metadata with it (it is read again on load).
-        self._memory.on_evict = self._forget_info
+        # Not a bound method: a manager must not be in a reference cycle with its own
+        # memory tier, or dropping it would keep every value until the next GC pass.
+        self._memory.on_evict = functools.partial(_forget, self._infos)
         self._custom_locks = locks
         #: The lock provider holding each name while it is computed.
         self.locks: LockProvider = locks or storage_interface.lock_provider()
@@ -175,9 +183,6 @@ class DatedCacheManager(ProvenanceMethods, MetricRegistry):
         description, code_options = state
         _portable.rebuild_into(self, description)
         self._provenance.code_options.update(code_options)
-
-    def _forget_info(self, name: str) -> None:
-        self._infos.pop(name, None)
 
     def _hold(self, name: str) -> AbstractContextManager[None]:
         """Hold *name* while it is computed: one computation at a time, cycles caught."""

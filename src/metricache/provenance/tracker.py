@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any, Protocol
@@ -51,7 +52,9 @@ class Tracker:
     """Provenance for one manager (see the module docstring)."""
 
     def __init__(self, manager: Manager, on_stale: OnStale) -> None:
-        self.manager = manager
+        # A proxy: the manager owns its tracker, so a strong reference back would make
+        # a cycle that keeps a dropped manager (and its values) alive until a GC pass.
+        self.manager: Manager = weakref.proxy(manager)
         self.on_stale: OnStale = check_on_stale(on_stale)
         #: base name -> (version, depends_on) given to collect()
         self.code_options: dict[str, tuple[str | None, tuple[str, ...]]] = {}
