@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from metricache import (
@@ -185,3 +186,14 @@ def test_two_processes_fill_one_grid_of_main_functions_once_each(tmp_path: Path)
     assert counted == Counter(expected + ["base_1", "base_2", "base_3"])
     manager = ParameterizedDatedCacheManager(str(folder), verbose=False)
     assert len([e for e in manager.entries() if e.name.startswith("grid_")]) == 9
+
+
+def test_a_warm_get_all_inside_a_metric_still_records_its_dependencies(tmp_path: Path) -> None:
+    from metricache import ParameterizedDatedCacheManager
+
+    CM = ParameterizedDatedCacheManager(tmp_path, verbose=False)
+    CM.collect(lambda k: np.arange(3.0) * k, base_name="part", params_list=[[1], [2]])
+    CM.set_functions_dict({"whole": lambda: float(sum(v.sum() for v in CM.part.get_all()))})
+    assert [v.tolist() for v in CM.part.get_all()] == [[0, 1, 2], [0, 2, 4]]  # now warm
+    assert CM["whole"] == 9.0
+    assert dict(CM.info("whole").dependencies or ()).keys() == {"part_1", "part_2"}
