@@ -30,6 +30,7 @@ import numpy as np
 
 from ..exceptions import CorruptEntryError, UnsupportedValueError
 from ._base import Codec
+from ._npyformat import _UNPICKLE_ERRORS  # what unpickling damaged bytes can raise
 
 __all__ = ["PROTOCOL", "PickleCodec", "python_version"]
 
@@ -41,19 +42,6 @@ PROTOCOL = 5
 _warned: set[tuple[str, str, str]] = set()
 #: What pickling an unpicklable object raises (lambdas, generators, open files, locks).
 _PICKLE_ERRORS = (pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError)
-#: What unpickling damaged bytes can raise.
-_UNPICKLE_ERRORS = (
-    pickle.UnpicklingError,
-    EOFError,
-    ValueError,
-    TypeError,
-    AttributeError,
-    ImportError,
-    IndexError,
-    KeyError,
-    OverflowError,
-    RecursionError,
-)
 
 
 def python_version() -> str:
