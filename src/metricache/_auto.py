@@ -28,7 +28,6 @@ from ._store import Store
 from .codecs import Codec, FrameCodec, JsonCodec, NpyCodec, NpzCodec, _values
 from .exceptions import (
     CorruptEntryError,
-    LockTimeoutError,
     MetricNotStoredError,
     UnsupportedValueError,
 )
@@ -198,13 +197,8 @@ class AutoStorageInterface(FileStorageInterface):
     ) -> EntryInfo:
         self.check_name(name)
         entries = self._pick(value)
-        if not self._cleaned:
-            self._cleaned = True
-            self._remove_dead_temp_files()
-        if provenance is None:
-            info = entries.write(name, value, duration)
-        else:
-            info = entries.write(name, value, duration, provenance)
+        self._clean_once()
+        info = entries.write(name, value, duration, provenance)
         # Only now, with the new entry complete: a crash before this loop leaves two
         # entries, and loads take the newer.
         for other in self._formats.values():
@@ -282,26 +276,8 @@ class AutoStorageInterface(FileStorageInterface):
         ]
         return ", ".join(places) or None
 
-    def cleanup(self) -> int:
-        removed = self._remove_dead_temp_files()
-        for entries in self._formats.values():
-            for name in housekeeping.orphan_records(entries):
-                try:
-                    with self.lock_provider().hold(name, timeout=0):
-                        removed += housekeeping.remove_orphan(entries, name)
-                except (LockTimeoutError, PermissionError):
-                    continue  # a live writer is between its record and its data commit
-        return removed
-
-    def _remove_dead_temp_files(self) -> int:
-        keys = {k for e in self._formats.values() for k in housekeeping.dead_temp_files(e)}
-        removed = 0
-        for key in sorted(keys):
-            try:
-                removed += self.store.delete(key)
-            except OSError:
-                return removed  # a read-only folder: nothing can be cleaned, reads still work
-        return removed
+    def _all_entries(self) -> list[Entries]:
+        return list(self._formats.values())
 
 
 def _age_key(entries: Entries, name: str) -> tuple[int, datetime]:

@@ -135,12 +135,18 @@ class FileStorageInterface(StorageInterface):
         provenance: Mapping[str, Any] | None = None,
     ) -> EntryInfo:
         self.check_name(name)
+        self._clean_once()
+        return self._entries.write(name, value, duration, provenance)
+
+    def _clean_once(self) -> None:
+        """On this instance's first write (never at open): remove dead writers' temp files."""
         if not self._cleaned:
-            # Once per instance, on its first write (never at open): remove what
-            # writers that died here left behind.
             self._cleaned = True
             self._remove_dead_temp_files()
-        return self._entries.write(name, value, duration, provenance)
+
+    def _all_entries(self) -> list[Entries]:
+        """Every format's entries this interface owns (one here; the auto interface, all)."""
+        return [self._entries]
 
     def rewrite_record(self, info: EntryInfo) -> bool:
         """Replace the current record of ``info.name`` by *info* (same data); False if gone."""
@@ -189,17 +195,20 @@ class FileStorageInterface(StorageInterface):
         that is alive. Returns how many files were removed.
         """
         removed = self._remove_dead_temp_files()
-        for name in housekeeping.orphan_records(self._entries):
-            try:
-                with self.lock_provider().hold(name, timeout=0):
-                    removed += housekeeping.remove_orphan(self._entries, name)
-            except (LockTimeoutError, PermissionError):
-                continue  # a live writer is between its record and its data commit
+        for entries in self._all_entries():
+            for name in housekeeping.orphan_records(entries):
+                try:
+                    with self.lock_provider().hold(name, timeout=0):
+                        removed += housekeeping.remove_orphan(entries, name)
+                except (LockTimeoutError, PermissionError):
+                    continue  # a live writer is between its record and its data commit
         return removed
 
     def _remove_dead_temp_files(self) -> int:
         removed = 0
-        for key in housekeeping.dead_temp_files(self._entries):
+        # Formats share the data folder: a set, so each temp file is deleted once.
+        keys = {k for e in self._all_entries() for k in housekeeping.dead_temp_files(e)}
+        for key in sorted(keys):
             try:
                 removed += self.store.delete(key)
             except OSError:
