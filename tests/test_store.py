@@ -178,3 +178,12 @@ def test_large_legacy_npz_with_a_damaged_member_is_corrupt(tmp_path: Path) -> No
     (tmp_path / "old.npz").write_bytes(bytes(data))
     with pytest.raises(CorruptEntryError):
         NpzStorageInterface(tmp_path).load("old")
+
+
+def test_a_local_stat_of_an_open_file_describes_it_after_a_replace(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put_atomic("k", lambda f: f.write(b"old!"))
+    with store.open_read("k") as f:
+        store.put_atomic("k", lambda f: f.write(b"newer bytes"))
+        opened = store.stat_open(f, "k")
+    assert opened.size == 4 and opened.identity != store.stat("k").identity

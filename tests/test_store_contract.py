@@ -107,6 +107,11 @@ class StoreContract:
         assert store.delete("moved/here") is True
         assert not store.exists("moved/here")
 
+    def test_stat_open_describes_the_bytes_being_read(self, store: Store) -> None:
+        store.put_atomic("k", lambda f: f.write(b"12345"))
+        with store.open_read("k") as f:
+            assert store.stat_open(f, "k") == store.stat("k")
+
     def test_stat_reports_size_and_time_without_reading(self, store: Store) -> None:
         store.put_atomic("k", lambda f: f.write(b"12345"))
         stat = store.stat("k")

@@ -9,7 +9,6 @@ the writers follow, and the ``.gone`` markers deletes leave).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -164,7 +163,7 @@ class EntryReads:
             if mapped is not None:
                 return mapped
         with self.store.open_read(key) as f:
-            stat = self._stat_open(f, key)
+            stat = self.store.stat_open(f, key)
             state = (tuple(candidates), stat)
             if seen is not None and seen.state == state:
                 raise seen  # the same record and the same file: decoding again changes nothing
@@ -226,14 +225,6 @@ class EntryReads:
         except _DECODE_ERRORS as err:
             raise CorruptEntryError(f"{self.where(key)} cannot be decoded: {err!r}") from None
         return None if mapped is None else (mapped, expected)
-
-    def _stat_open(self, f: BinaryIO, key: str) -> StatResult:
-        """What the store knows of the open file: by ``fstat`` when it has a descriptor."""
-        try:
-            st = os.fstat(f.fileno())
-        except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
-            return self.store.stat(key)
-        return StatResult(st.st_size, str(st.st_ino), st.st_mtime)
 
     @staticmethod
     def _pick(sized: list[EntryInfo], stat: StatResult) -> EntryInfo:

@@ -119,6 +119,14 @@ class Store(ABC):
     def stat(self, key: str) -> StatResult:
         """Size, identity and modification time of *key*; ``FileNotFoundError`` if absent."""
 
+    def stat_open(self, f: BinaryIO, key: str) -> StatResult:
+        """:meth:`stat` of the bytes open in *f* (from :meth:`open_read` of *key*).
+
+        What a reader checks against the record: the bytes it is reading, even if
+        *key* was replaced since it opened them. The default stats *key*.
+        """
+        return self.stat(key)
+
     def put_atomic(
         self,
         key: str,
@@ -319,12 +327,22 @@ class LocalStore(Store):
         return self.root / key
 
     def stat(self, key: str) -> StatResult:
-        st = os.stat(self._base + key)
-        return StatResult(st.st_size, str(st.st_ino), st.st_mtime)
+        return _stat_result(os.stat(self._base + key))
+
+    def stat_open(self, f: BinaryIO, key: str) -> StatResult:
+        try:
+            return _stat_result(os.fstat(f.fileno()))
+        except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+            return self.stat(key)
 
     def temp_files(self, prefix: str = "") -> builtins.list[tuple[str, bool]]:
         base = f"{prefix}/" if prefix else ""
         return [(base + p.name, _writer_is_dead(p)) for p in _temp_files(self.root / prefix)]
+
+
+def _stat_result(st: os.stat_result) -> StatResult:
+    """A local file's size, identity (its inode, kept by a rename) and mtime."""
+    return StatResult(st.st_size, str(st.st_ino), st.st_mtime)
 
 
 def _reserve(f: BinaryIO, size: int | None) -> bool:
