@@ -20,11 +20,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,frames,polars,graph,parallel,dask,docs]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,frames,polars,graph,parallel,dask,s3,docs]"
 	@touch $@
 
 $(BENCH_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench,frames,polars,graph,parallel,dask,docs]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench,frames,polars,graph,parallel,dask,s3,docs]"
 	@touch $@
 
 venv: $(STAMP)

@@ -21,6 +21,8 @@ from metricache import (
 )
 from metricache._layout import record_key
 
+from ._s3server import S3Server
+
 #: Every built-in single-format storage interface: the suites that find a data file
 #: by its interface's ``file_ext`` or swap its ``codec`` (atomicity, corruption,
 #: metadata, hostile folders) run against each.
@@ -110,3 +112,23 @@ def dask_cluster() -> Iterator[Any]:
         yield cluster
     finally:
         cluster.close()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """A real S3-compatible server (moto, server mode) on 127.0.0.1 for the session.
+
+    Tests take buckets of their own with ``s3.bucket()`` and reach the server with
+    ``s3.storage_options()`` (picklable, for worker processes) or ``s3.filesystem()``.
+    """
+    server = S3Server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_url(s3: S3Server, request: pytest.FixtureRequest) -> str:
+    """``s3://<a fresh bucket>/cache``: an empty cache folder on the test server."""
+    return f"s3://{s3.bucket(request.node.name[:30])}/cache"
