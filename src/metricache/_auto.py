@@ -74,8 +74,9 @@ class AutoStorageInterface(FileStorageInterface):
         ``"r"`` memory-maps npy arrays and Arrow files on load: an Arrow table or
         polars frame stays in the mapping, a pandas frame is built from it. The
         checksum is then only checked by an explicit ``verify(name)``.
-    durable, verify, locks, store
-        See :class:`~metricache.FileStorageInterface`.
+    durable, verify, locks, store, storage_options, cache_dir, packed
+        See :class:`~metricache.FileStorageInterface` (*metrics_dir* may be an fsspec
+        URL such as ``"s3://bucket/prefix"``).
 
     Examples
     --------
@@ -101,14 +102,18 @@ class AutoStorageInterface(FileStorageInterface):
         verify: bool = True,
         locks: LockProvider | None = None,
         store: Store | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        packed: bool | None = None,
     ) -> None:
         if mmap_mode not in (None, "r"):
             raise ValueError(f"mmap_mode must be None or 'r', not {mmap_mode!r}")
         self.allow_pickle, self.mmap_mode = allow_pickle, mmap_mode
         codec = NpzCodec(allow_pickle=allow_pickle)
         super().__init__(
-            metrics_dir, codec, durable=durable, verify=verify, locks=locks, store=store
-        )
+            metrics_dir, codec, durable=durable, verify=verify, locks=locks, store=store,
+            storage_options=storage_options, cache_dir=cache_dir, packed=packed,
+        )  # fmt: skip
         self.file_ext = ""
 
     def _setup(self) -> None:

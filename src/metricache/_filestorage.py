@@ -14,6 +14,8 @@ from typing import Any
 
 from . import _housekeeping as housekeeping
 from ._entries import Entries, MmapReader
+from ._fsstore import default_locks, is_remote, local_path_of, open_store
+from ._homes import open_local_store
 from ._interface import StorageInterface
 from ._listing import CheckReport, check_folder, list_entries
 from ._locking import LocalLocks, LockProvider, ThreadLocks
@@ -54,6 +56,20 @@ class FileStorageInterface(StorageInterface):
     store : Store, optional
         Where the bytes live, instead of the local folder *metrics_dir* (which then
         only names the storage); its default locks are then this process's threads.
+    storage_options : mapping, optional
+        For a *metrics_dir* that is an fsspec URL (``"s3://bucket/prefix"``,
+        ``"memory://cache"``): passed to fsspec (credentials, endpoint, ...).
+        ``file://`` URLs and plain paths use the local store.
+    cache_dir : str or os.PathLike, optional
+        For a remote *metrics_dir*: a local folder keeping a copy of each data
+        object read, so a later read (by any process of this machine) does not
+        download it again while the remote object is unchanged.
+    packed : bool or None
+        Keep entries under 64 KiB (and every record) inside one index file of a
+        local folder, ``.metricache/index.sqlite3`` (True), or one file each
+        (False). None (default) follows the folder's recorded choice, and for a new
+        folder picks packed unless it is on a network or FUSE file system or holds
+        entries of an older version. See the "Where entries live" page of the docs.
     """
 
     def __init__(
@@ -65,8 +81,20 @@ class FileStorageInterface(StorageInterface):
         verify: bool = True,
         locks: LockProvider | None = None,
         store: Store | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        packed: bool | None = None,
     ) -> None:
         self.metrics_dir = os.fspath(metrics_dir)
+        self.packed = packed
+        remote = is_remote(self.metrics_dir)
+        if not remote and (storage_options is not None or cache_dir is not None):
+            raise ValueError(
+                f"storage_options and cache_dir are for remote folders (an fsspec URL such "
+                f"as 's3://bucket/prefix'), and metrics_dir {self.metrics_dir!r} is local"
+            )
+        self.storage_options = dict(storage_options) if storage_options else None
+        self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
         self.codec = codec
         self.file_ext = codec.suffix
         self.durable = durable
@@ -77,10 +105,18 @@ class FileStorageInterface(StorageInterface):
 
     def _setup(self) -> None:
         """Build what lives only in this process: the store, the entries, the locks."""
-        if self.custom_store is None:
-            _check_folder(self.metrics_dir)
-            self.store: Store = LocalStore(self.metrics_dir)
-            self._default_locks: LockProvider = LocalLocks(self.metrics_dir)
+        if self.custom_store is None and is_remote(self.metrics_dir):
+            # getattr: an interface pickled by an older version has neither attribute.
+            options = getattr(self, "storage_options", None)
+            cache_dir = getattr(self, "cache_dir", None)
+            self.store: Store = open_store(self.metrics_dir, options, cache_dir)
+            self._default_locks: LockProvider = default_locks(self.store)
+        elif self.custom_store is None:
+            path = local_path_of(self.metrics_dir)
+            _check_folder(path)
+            # getattr: an interface pickled by an older version has no `packed`.
+            self.store = open_local_store(path, getattr(self, "packed", None), durable=self.durable)
+            self._default_locks = LocalLocks(path)
         else:
             self.store = self.custom_store
             self._default_locks = ThreadLocks()

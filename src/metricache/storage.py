@@ -11,6 +11,7 @@ crash-safe commit protocol described in :mod:`metricache._meta`.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from ._auto import AutoStorageInterface
@@ -43,7 +44,7 @@ class NpzStorageInterface(FileStorageInterface):
     Parameters
     ----------
     metrics_dir : str or os.PathLike
-        The cache folder; created when missing.
+        The cache folder (or an fsspec URL: ``"s3://bucket/prefix"``); created when missing.
     compress : bool
         Write deflated members.
     allow_pickle : bool
@@ -51,7 +52,7 @@ class NpzStorageInterface(FileStorageInterface):
         and loading pickles from untrusted folders can run code).
     list_limit : int, optional
         Refuse lists longer than this (a ``TypeError``), as the seed did.
-    durable, verify, locks
+    durable, verify, locks, storage_options, cache_dir
         See :class:`FileStorageInterface`.
     """
 
@@ -65,10 +66,15 @@ class NpzStorageInterface(FileStorageInterface):
         durable: bool = False,
         verify: bool = True,
         locks: LockProvider | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.compress, self.allow_pickle, self.list_limit = compress, allow_pickle, list_limit
         codec = NpzCodec(compress=compress, allow_pickle=allow_pickle, list_limit=list_limit)
-        super().__init__(metrics_dir, codec, durable=durable, verify=verify, locks=locks)
+        super().__init__(
+            metrics_dir, codec, durable=durable, verify=verify, locks=locks,
+            storage_options=storage_options, cache_dir=cache_dir,
+        )  # fmt: skip
 
 
 class NpyStorageInterface(FileStorageInterface):
@@ -77,13 +83,13 @@ class NpyStorageInterface(FileStorageInterface):
     Parameters
     ----------
     metrics_dir : str or os.PathLike
-        The cache folder; created when missing.
+        The cache folder (or an fsspec URL: ``"s3://bucket/prefix"``); created when missing.
     allow_pickle : bool
         Allow object arrays (pickled).
     mmap_mode : {None, "r"}
         ``"r"`` memory-maps arrays on load: O(1) in the array size; the checksum is
         then only checked by an explicit ``verify(name)`` (the size always is).
-    durable, verify, locks
+    durable, verify, locks, storage_options, cache_dir
         See :class:`FileStorageInterface`.
     """
 
@@ -96,12 +102,17 @@ class NpyStorageInterface(FileStorageInterface):
         durable: bool = False,
         verify: bool = True,
         locks: LockProvider | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if mmap_mode not in (None, "r"):
             raise ValueError(f"mmap_mode must be None or 'r', not {mmap_mode!r}")
         self.allow_pickle, self.mmap_mode = allow_pickle, mmap_mode
         codec = NpyCodec(allow_pickle=allow_pickle)
-        super().__init__(metrics_dir, codec, durable=durable, verify=verify, locks=locks)
+        super().__init__(
+            metrics_dir, codec, durable=durable, verify=verify, locks=locks,
+            storage_options=storage_options, cache_dir=cache_dir,
+        )  # fmt: skip
 
     def _mmap_reader(self) -> MmapReader | None:
         if self.mmap_mode is None:
@@ -126,8 +137,13 @@ class JsonStorageInterface(FileStorageInterface):
         durable: bool = False,
         verify: bool = True,
         locks: LockProvider | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        super().__init__(metrics_dir, JsonCodec(), durable=durable, verify=verify, locks=locks)
+        super().__init__(
+            metrics_dir, JsonCodec(), durable=durable, verify=verify, locks=locks,
+            storage_options=storage_options, cache_dir=cache_dir,
+        )  # fmt: skip
 
 
 class PickleStorageInterface(FileStorageInterface):
@@ -146,8 +162,9 @@ class PickleStorageInterface(FileStorageInterface):
     Parameters
     ----------
     metrics_dir : str or os.PathLike
-        The cache folder; created by the first write.
-    durable, verify, locks
+        The cache folder (or an fsspec URL: ``"s3://bucket/prefix"``); created by the
+        first write.
+    durable, verify, locks, storage_options, cache_dir
         See :class:`FileStorageInterface`.
     """
 
@@ -158,5 +175,10 @@ class PickleStorageInterface(FileStorageInterface):
         durable: bool = False,
         verify: bool = True,
         locks: LockProvider | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        super().__init__(metrics_dir, PickleCodec(), durable=durable, verify=verify, locks=locks)
+        super().__init__(
+            metrics_dir, PickleCodec(), durable=durable, verify=verify, locks=locks,
+            storage_options=storage_options, cache_dir=cache_dir,
+        )  # fmt: skip
