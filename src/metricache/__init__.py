@@ -11,6 +11,7 @@ from __future__ import annotations
 # after a bare `import pkg`.
 from . import dated_cache_manager, storage_interface
 from ._filebased import FileBasedStorageInterface
+from ._lease import S3LeaseLocks
 from ._listing import CheckReport, Damage
 from ._locking import LocalLocks, LockProvider, ThreadLocks
 from ._manager import (
@@ -31,6 +32,7 @@ from .exceptions import (
     CorruptEntryError,
     GridError,
     InvalidMetricNameError,
+    LeaseLostError,
     LockTimeoutError,
     MetricacheError,
     MetricCycleError,
@@ -38,6 +40,7 @@ from .exceptions import (
     MetricNotStoredError,
     MissingDependencyError,
     PickleRequiredError,
+    SharedLockWarning,
     StaleMetricError,
     UnknownMetricError,
     UnsupportedValueError,
@@ -78,6 +81,7 @@ __all__ = [
     # locks
     "LocalLocks",
     "LockProvider",
+    "S3LeaseLocks",
     "ThreadLocks",
     # metadata, listing and naming
     "CheckReport",
@@ -95,6 +99,7 @@ __all__ = [
     "CorruptEntryError",
     "GridError",
     "InvalidMetricNameError",
+    "LeaseLostError",
     "LockTimeoutError",
     "MetricCycleError",
     "MetricNameCollisionError",
@@ -102,6 +107,7 @@ __all__ = [
     "MetricacheError",
     "MissingDependencyError",
     "PickleRequiredError",
+    "SharedLockWarning",
     "StaleMetricError",
     "UnknownMetricError",
     "UnsupportedValueError",

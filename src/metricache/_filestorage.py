@@ -17,6 +17,7 @@ from ._entries import Entries, MmapReader
 from ._fsstore import default_locks, is_remote, local_path_of, open_store
 from ._homes import open_local_store
 from ._interface import StorageInterface
+from ._lease import check_lease
 from ._listing import CheckReport, check_folder, list_entries
 from ._locking import LocalLocks, LockProvider, ThreadLocks
 from ._meta import EntryInfo
@@ -172,6 +173,8 @@ class FileStorageInterface(StorageInterface):
     ) -> EntryInfo:
         self.check_name(name)
         self._clean_once()
+        # A remote lease lost while computing: the new holder's entry must stay.
+        check_lease(self.lock_provider(), name)
         return self._entries.write(name, value, duration, provenance)
 
     def _clean_once(self) -> None:

@@ -8,6 +8,7 @@
     .metricache/meta/<name>.json           a record of metricache 0.1 (read, never written)
     .metricache/meta/<kind>/<name>.gone    data file <name><suffix> had a record once
     .metricache/locks/                     cross-process locks and cycle-detection notes
+    .metricache/locks/<name>.lease         the lease of <name> on a remote store (S3)
     .metricache/quarantine/<stamp>/        corrupt entries moved aside
     .metricache/pins/<name>                metric <name> is pinned: gc never evicts it
     .mctmp-<host>-<pid>-<random>           a writer's temp file, next to its target
@@ -32,6 +33,7 @@ __all__ = [
     "TEMP_PREFIX",
     "data_key",
     "gone_key",
+    "lease_key",
     "old_record_key",
     "record_dir",
     "record_key",
@@ -84,3 +86,8 @@ def gone_key(name: str, suffix: str) -> str:
     as a hint-less legacy file.
     """
     return f"{record_dir(suffix)}/{name}.gone"
+
+
+def lease_key(name: str) -> str:
+    """The lease object of metric *name* on a remote store (see :mod:`metricache._lease`)."""
+    return f"{LOCK_DIR}/{name}.lease"

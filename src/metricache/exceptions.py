@@ -13,6 +13,7 @@ the seed package::
      ├── CorruptEntryError             (ValueError)   stored data that fails verification
      ├── PickleRequiredError           (ValueError)   a valid file that only loads by unpickling
      ├── LockTimeoutError              (TimeoutError) waited longer than ``lock_timeout``
+     ├── LeaseLostError                (OSError)      a remote lease was taken over mid-compute
      ├── MetricCycleError              (RuntimeError) a metric that (indirectly) needs itself
      ├── StaleMetricError              (RuntimeError) a stored value its code no longer computes
      ├── GridError                     (RuntimeError) entries of a get_all/get_many that failed
@@ -20,6 +21,8 @@ the seed package::
 
     CacheWriteWarning (UserWarning): a computed value could not be stored; it is
     still returned and kept in memory.
+    SharedLockWarning (UserWarning): a remote store whose locks only hold within this
+    process: two machines may compute the same metric twice (values stay correct).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "CorruptEntryError",
     "GridError",
     "InvalidMetricNameError",
+    "LeaseLostError",
     "LockTimeoutError",
     "MetricCycleError",
     "MetricNameCollisionError",
@@ -39,6 +43,7 @@ __all__ = [
     "MetricacheError",
     "MissingDependencyError",
     "PickleRequiredError",
+    "SharedLockWarning",
     "StaleMetricError",
     "UnknownMetricError",
     "UnsupportedValueError",
@@ -112,6 +117,14 @@ class LockTimeoutError(MetricacheError, TimeoutError):
     """Waiting for another thread or process to finish a metric took too long."""
 
 
+class LeaseLostError(MetricacheError, OSError):
+    """A remote lease expired and was taken over while its holder computed.
+
+    The holder's value is not stored (the new holder's entry stays); like any
+    failed write, the manager still returns it and keeps it in memory.
+    """
+
+
 class MetricCycleError(MetricacheError, RuntimeError):
     """A metric needs itself, directly or through other metrics."""
 
@@ -168,3 +181,11 @@ class MissingDependencyError(MetricacheError, ImportError):
 
 class CacheWriteWarning(UserWarning):
     """A computed value could not be written to storage; it is still returned."""
+
+
+class SharedLockWarning(UserWarning):
+    """A remote store's locks only hold within this process (no atomic create there).
+
+    Two machines may compute the same metric at once; each write stays atomic and
+    verified, so values stay correct.
+    """
