@@ -8,14 +8,17 @@ without reading the bytes.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
 
+from metricache._fsstore import FsspecStore
 from metricache._store import LocalStore, Staged, Store
 
 from ._memstore import MemoryStore
+from ._s3server import S3Server
 
 
 class StoreContract:
@@ -158,3 +161,14 @@ class TestMemoryStore(StoreContract):
 class TestMemoryStoreWithTags(StoreContract):
     def make(self, tmp_path: Path) -> Store:
         return MemoryStore(identity="after-commit")
+
+
+class TestFsspecMemoryStore(StoreContract):
+    def make(self, tmp_path: Path) -> Store:
+        return FsspecStore(f"memory://{uuid.uuid4().hex}/store")
+
+
+class TestS3Store(StoreContract):
+    @pytest.fixture
+    def store(self, s3: S3Server, s3_url: str) -> Store:
+        return FsspecStore(s3_url, s3.storage_options())
