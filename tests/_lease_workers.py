@@ -279,3 +279,12 @@ def _reply(
     handler.end_headers()
     if handler.command != "HEAD":
         handler.wfile.write(body)
+
+
+def try_hold(locks: Any, name: str, timeout: float) -> str:
+    """Try to hold *name* through *locks* (on a Dask worker): "held" or the error."""
+    try:
+        with locks.hold(name, timeout=timeout):
+            return "held"
+    except Exception as err:  # noqa: BLE001 - reported to the test, which asserts on it
+        return f"{type(err).__name__}: {err}"

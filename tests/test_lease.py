@@ -23,13 +23,18 @@ import pytest
 from metricache import (
     CacheWriteWarning,
     DatedCacheManager,
+    LocalLocks,
     LockTimeoutError,
     MetricCycleError,
     NpzStorageInterface,
     S3LeaseLocks,
+    SharedLockWarning,
+    ThreadLocks,
 )
+from metricache._fsstore import FsspecStore
 from metricache._layout import lease_key
 from metricache._leaseio import LeaseIO
+from metricache._remotelocks import DaskOrThreadLocks, locks_for
 
 from . import _lease_workers as workers
 from ._s3server import S3Server
@@ -386,3 +391,58 @@ def test_a_value_computed_under_a_lost_lease_is_returned_not_stored(
     assert value.tolist() == [0, 1, 2, 3, 4]
     assert storage.load("x").tolist() == [0, 1, 2]  # the stored entry is untouched
     assert lease_at(s3, url, "x").owner == "thief"  # the release left the new holder's lease
+
+
+# -- which locks a remote store gets ----------------------------------------------------
+
+
+def _dir_options(path: Path) -> dict[str, Any]:
+    """A ``dir://`` filesystem over a local folder: shared by processes, no atomic create."""
+    return {"path": str(path), "target_protocol": "file", "target_options": {"auto_mkdir": True}}
+
+
+def test_each_remote_store_gets_the_locks_it_can_hold(
+    s3: S3Server, s3_url: str, tmp_path: Path
+) -> None:
+    s3_storage = NpzStorageInterface(s3_url, storage_options=s3.storage_options())
+    assert isinstance(s3_storage.lock_provider(), S3LeaseLocks)
+    assert s3_storage.lock_provider().scope == s3_url  # type: ignore[attr-defined]
+    assert isinstance(NpzStorageInterface("memory://leases").lock_provider(), ThreadLocks)
+    store = FsspecStore(f"file://{tmp_path}")
+    assert isinstance(locks_for(store), LocalLocks)
+    dir_storage = NpzStorageInterface("dir://", storage_options=_dir_options(tmp_path))
+    assert isinstance(dir_storage.lock_provider(), DaskOrThreadLocks)
+
+
+def test_without_atomic_create_or_dask_one_warning_says_work_may_repeat(
+    tmp_path: Path,
+) -> None:
+    storage = NpzStorageInterface("dir://", storage_options=_dir_options(tmp_path / "c"))
+    CM = DatedCacheManager(storage, verbose=False)
+    CM.set_functions_dict({"a": lambda: np.arange(3), "b": lambda: 2.5})
+    with pytest.warns(SharedLockWarning, match="compute the same metric twice") as caught:
+        assert CM.get("a").tolist() == [0, 1, 2]
+        assert CM.get("b") == 2.5
+        CM.get("a", use_stored=False)
+    assert len(caught) == 1  # once per store, however many names
+    again = DatedCacheManager(
+        NpzStorageInterface("dir://", storage_options=_dir_options(tmp_path / "c")),
+        verbose=False,
+    )
+    assert again.load("a").tolist() == [0, 1, 2] and again.load("b") == 2.5  # values correct
+    assert storage.check().ok
+
+
+def test_with_a_dask_client_the_fallback_locks_across_workers(
+    dask_cluster: Any, tmp_path: Path
+) -> None:
+    distributed = pytest.importorskip("distributed")
+    locks = DaskOrThreadLocks("gcs://bucket/cache")
+    with distributed.Client(dask_cluster) as client:
+        with locks.hold("m"):  # no warning: the scheduler's lock holds across workers
+            answer = client.submit(workers.try_hold, locks, "m", 0.5, pure=False).result()
+        assert answer.startswith("LockTimeoutError") and "Dask cluster" in answer
+        assert client.submit(workers.try_hold, locks, "m", 5.0, pure=False).result() == "held"
+        other = DaskOrThreadLocks("gcs://bucket/other")  # another store: another name
+        with locks.hold("m"):
+            assert client.submit(workers.try_hold, other, "m", 0.5, pure=False).result() == "held"

@@ -16,8 +16,8 @@ the lease right before a commit, and :func:`check_lease` turns a lost lease into
 :class:`~metricache.exceptions.LeaseLostError` (the manager then keeps the value in
 memory and warns, as for any failed write).
 
-:func:`locks_for` picks the provider of a remote store (see :mod:`._fallbacklocks`
-for stores that cannot create atomically).
+:func:`locks_for` (in :mod:`._remotelocks`, re-exported here) picks the locks of
+a remote store.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from typing import Any
 from ._flock import reset_in_forked_children
 from ._layout import lease_key
 from ._leaseio import LeaseIO, LeaseState, Taken
-from ._locking import LockProvider
+from ._remotelocks import check_lease, locks_for, wait_timeout
 from ._store import _HOST
-from .exceptions import LeaseLostError, LockTimeoutError, MetricCycleError
+from .exceptions import MetricCycleError
 
 __all__ = ["S3LeaseLocks", "check_lease", "locks_for"]
 
@@ -163,7 +163,7 @@ class S3LeaseLocks:
         try:
             wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
             if not thread_lock.acquire(timeout=wait):
-                raise _timeout(name, timeout, "another thread of this process")
+                raise wait_timeout(name, timeout, "another thread of this process")
             held = self._acquire(name, deadline, timeout)
             try:
                 yield
@@ -190,7 +190,7 @@ class S3LeaseLocks:
                 self._start(name, won)
                 return won
             if deadline is not None and time.monotonic() >= deadline:
-                raise _timeout(name, timeout, _describe(state, self.ttl))
+                raise wait_timeout(name, timeout, _holder(state))
             pause = delay * random.uniform(0.7, 1.3)
             if deadline is not None:
                 pause = max(0.0, min(pause, deadline - time.monotonic()))
@@ -319,59 +319,9 @@ class S3LeaseLocks:
         return True if held is None else self._renew(name, held)
 
 
+def _holder(state: LeaseState | None) -> str:
+    return "another process" if state is None else state.holder()
+
+
 def _rebuild(fs: Any, root: str, ttl: float, heartbeat: float) -> S3LeaseLocks:
     return S3LeaseLocks.over(fs, root, ttl=ttl, heartbeat=heartbeat)
-
-
-def _describe(state: LeaseState | None, ttl: float) -> str:
-    """Who holds a lease, for a timeout message."""
-    if state is None:
-        return "another process"
-    host, pid = state.body.get("host", "?"), state.body.get("pid", "?")
-    return (
-        f"process {pid} on host {host} (lease {state.owner}, renewed {state.age:.0f} s ago "
-        f"by the server's clock, TTL {state.body.get('ttl', ttl)} s)"
-    )
-
-
-def _timeout(name: str, timeout: float | None, holder: str) -> LockTimeoutError:
-    return LockTimeoutError(
-        f"gave up after waiting {timeout or 0:g} s for metric {name!r}, which {holder} "
-        "is computing; raise lock_timeout= or pass lock_timeout=None to wait for it"
-    )
-
-
-def check_lease(locks: object, name: str) -> None:
-    """Raise :class:`LeaseLostError` if *locks* held a lease on *name* and lost it.
-
-    Called right before an entry is committed; providers without ``still_held``
-    (local locks, which a live holder never loses) are never asked.
-    """
-    still_held = getattr(locks, "still_held", None)
-    if still_held is not None and not still_held(name):
-        raise LeaseLostError(
-            f"the lease on metric {name!r} expired and was taken over while it was "
-            "computed; it is not stored, so the new holder's entry stays (raise the "
-            "lease ttl= if computations pause this long)"
-        )
-
-
-def locks_for(store: Any) -> LockProvider:
-    """The lock provider for a remote *store* (an fsspec store with ``.fs`` and ``.root``).
-
-    S3 gets :class:`S3LeaseLocks`; a local folder its file locks; a process's own
-    memory its thread locks; any other filesystem a Dask lock while a Dask client
-    is active, else this process's thread locks with one warning (see
-    :mod:`._fallbacklocks`).
-    """
-    from ._fallbacklocks import fallback_locks
-
-    fs = store.fs
-    if _is_s3(fs):
-        return S3LeaseLocks.over(fs, store.root)
-    return fallback_locks(store)
-
-
-def _is_s3(fs: Any) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    return "s3" in protocol and hasattr(fs, "call_s3")

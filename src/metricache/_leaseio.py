@@ -53,6 +53,14 @@ class LeaseState(NamedTuple):
         """The holder's token (host, pid and a random part)."""
         return str(self.body.get("owner", "?"))
 
+    def holder(self) -> str:
+        """Who holds it, for messages: process, host, and how fresh by the server's clock."""
+        host, pid = self.body.get("host", "?"), self.body.get("pid", "?")
+        return (
+            f"process {pid} on host {host} (lease {self.owner}, renewed {self.age:.0f} s "
+            f"ago by the server's clock, TTL {self.body.get('ttl', '?')} s)"
+        )
+
     def expired(self, default_ttl: float) -> bool:
         """Whether its holder's TTL has run out (whole-second server stamps: 1 s grace)."""
         ttl = self.body.get("ttl")

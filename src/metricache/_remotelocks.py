@@ -1,6 +1,8 @@
-"""Locks for remote stores that cannot create a file atomically (no lease possible).
+"""Which locks a remote store gets, and the check a commit makes under a lease.
 
-Most fsspec backends other than S3 (GCS without preconditions, Azure through
+:func:`locks_for` gives S3 its lease locks (:mod:`metricache._lease`), a local
+folder its file locks and a process's own memory its thread locks. Most fsspec
+backends other than S3 (GCS without preconditions, Azure through
 adlfs, SFTP, WebDAV, ...) offer no create-only write, so no lease can be built on
 them. While a Dask client is active the name is held by a ``distributed.Lock`` on
 its scheduler (every worker of that cluster agrees); otherwise only the threads of
@@ -20,19 +22,43 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._locking import LocalLocks, LockProvider, ThreadLocks
-from .exceptions import LockTimeoutError, MetricCycleError, SharedLockWarning
+from .exceptions import LeaseLostError, LockTimeoutError, MetricCycleError, SharedLockWarning
 
-__all__ = ["DaskOrThreadLocks", "active_dask_client", "fallback_locks"]
+__all__ = ["DaskOrThreadLocks", "active_dask_client", "check_lease", "locks_for", "wait_timeout"]
 
 
-def fallback_locks(store: Any) -> LockProvider:
-    """The locks of a non-S3 fsspec *store* (with ``.fs``, ``.root`` and ``.url``)."""
+def locks_for(store: Any) -> LockProvider:
+    """The lock provider of a remote *store* (an fsspec store: ``.fs``, ``.root``, ``.url``).
+
+    S3 gets :class:`~metricache.S3LeaseLocks`; a local folder its file locks; a
+    process's own memory its thread locks; any other filesystem a Dask lock while
+    a Dask client is active, else this process's thread locks with one warning.
+    """
     protocols = store.fs.protocol if isinstance(store.fs.protocol, tuple) else (store.fs.protocol,)
+    if "s3" in protocols and hasattr(store.fs, "call_s3"):
+        from ._lease import S3LeaseLocks
+
+        return S3LeaseLocks.over(store.fs, store.root)
     if "file" in protocols or "local" in protocols:
         return LocalLocks(store.root)  # a local folder: its file locks hold across processes
     if "memory" in protocols:
         return ThreadLocks()  # lives in this process only: thread locks are exact
     return DaskOrThreadLocks(str(store.url))
+
+
+def check_lease(locks: object, name: str) -> None:
+    """Raise :class:`~metricache.LeaseLostError` if *locks* held a lease on *name* and lost it.
+
+    Called right before an entry is committed; providers without ``still_held``
+    (local locks, which a live holder never loses) are never asked.
+    """
+    still_held = getattr(locks, "still_held", None)
+    if still_held is not None and not still_held(name):
+        raise LeaseLostError(
+            f"the lease on metric {name!r} expired and was taken over while it was "
+            "computed; it is not stored, so the new holder's entry stays (raise the "
+            "lease ttl= if computations pause this long)"
+        )
 
 
 def active_dask_client() -> Any | None:
@@ -78,7 +104,7 @@ class DaskOrThreadLocks:
         if thread_lock._is_owned():  # type: ignore[attr-defined]
             raise MetricCycleError([name, name])
         if not thread_lock.acquire(timeout=-1.0 if timeout is None else timeout):
-            raise _timeout(name, timeout, "another thread of this process")
+            raise wait_timeout(name, timeout, "another thread of this process")
         try:
             client = active_dask_client()
             if client is None:
@@ -103,7 +129,7 @@ class DaskOrThreadLocks:
         lock = distributed.Lock(f"metricache:{self.url}:{name}")
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         if not lock.acquire(timeout=left):
-            raise _timeout(name, timeout, "another worker of the Dask cluster")
+            raise wait_timeout(name, timeout, "another worker of the Dask cluster")
         try:
             yield
         finally:
@@ -124,7 +150,8 @@ class DaskOrThreadLocks:
         )
 
 
-def _timeout(name: str, timeout: float | None, holder: str) -> LockTimeoutError:
+def wait_timeout(name: str, timeout: float | None, holder: str) -> LockTimeoutError:
+    """The error of a wait for *name* that *holder* kept longer than *timeout*."""
     return LockTimeoutError(
         f"gave up after waiting {timeout or 0:g} s for metric {name!r}, which {holder} "
         "is computing; raise lock_timeout= or pass lock_timeout=None to wait for it"
