@@ -50,6 +50,7 @@ def _parts_pool() -> ThreadPoolExecutor:
     return _pool
 
 
+# Bodies go as file objects: aiohttp warns that a large raw bytes body blocks its loop.
 def _md5(data: bytes | bytearray) -> bytes:
     """The MD5 digest S3 checks (``Content-MD5``) and builds ETags from."""
     return hashlib.md5(data, usedforsecurity=False).digest()
@@ -211,7 +212,7 @@ class _Upload(io.RawIOBase):
         digest = _md5(data)
         resp = self._ops._call(
             "upload_part", self._path, UploadId=self._upload_id, PartNumber=number,
-            Body=data, ContentMD5=base64.b64encode(digest).decode(),
+            Body=io.BytesIO(data), ContentMD5=base64.b64encode(digest).decode(),
         )  # fmt: skip
         return number, resp["ETag"], digest
 
@@ -232,7 +233,7 @@ class _Upload(io.RawIOBase):
         """The one request that makes the object visible; returns its ETag."""
         if self._upload_id is None:
             resp = self._ops._call(
-                "put_object", self._path, Body=self._buffer,
+                "put_object", self._path, Body=io.BytesIO(self._buffer),
                 ContentMD5=base64.b64encode(_md5(self._buffer)).decode(),
             )  # fmt: skip
             self._buffer = bytearray()
