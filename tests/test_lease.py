@@ -24,6 +24,7 @@ from metricache import (
     CacheWriteWarning,
     DatedCacheManager,
     LocalLocks,
+    LockProvider,
     LockTimeoutError,
     MetricCycleError,
     NpzStorageInterface,
@@ -446,3 +447,30 @@ def test_with_a_dask_client_the_fallback_locks_across_workers(
         other = DaskOrThreadLocks("gcs://bucket/other")  # another store: another name
         with locks.hold("m"):
             assert client.submit(workers.try_hold, other, "m", 0.5, pure=False).result() == "held"
+
+
+def test_an_uncontended_hold_costs_two_requests(
+    s3: S3Server, proxy: workers.FaultProxy, s3_url: str
+) -> None:
+    locks = S3LeaseLocks(s3_url, proxy.storage_options(s3.storage_options()))  # ttl 30 s
+    assert isinstance(locks, LockProvider)
+    with locks.hold("cheap"):
+        pass
+    lease = [(m, p.split("?")[0]) for m, p, _ in proxy.seen if ".lease" in p]
+    assert [m for m, _ in lease] == ["PUT", "DELETE"]  # create-only PUT, conditional DELETE
+    assert [h for m, p, h in proxy.seen if m == "PUT"][0]["if-none-match"] == "*"
+    assert "if-match" in [h for m, p, h in proxy.seen if m == "DELETE"][0]
+
+
+def test_a_garbage_lease_object_is_waited_out_then_taken_over(s3: S3Server, s3_url: str) -> None:
+    """Bytes that are no lease (hostile or torn): a holder of unknown TTL, never a crash."""
+    fs = s3.filesystem()
+    key = f"{s3_url}/{lease_key('g')}"
+    fs.pipe_file(key, b"\x00not json{")
+    locks = S3LeaseLocks(s3_url, s3.storage_options(), ttl=TTL)
+    with pytest.raises(LockTimeoutError, match="lease \\?"), locks.hold("g", timeout=0.2):
+        pass  # fresh by the server's clock: someone may hold it
+    assert fs.cat_file(key) == b"\x00not json{"  # nothing changed while it was fresh
+    with locks.hold("g", timeout=60):  # older than our TTL: taken over
+        assert lease_at(s3, s3_url, "g").body["pid"] == os.getpid()
+    assert not fs.exists(key)
