@@ -221,3 +221,50 @@ def test_a_legacy_folder_uploaded_to_s3_opens(ext: str, s3: S3Server, tmp_path: 
         assert_same(expected, CM[name])
         assert CM[name + "_date"] == date
     shutil.rmtree(tmp_path / "seed")
+
+
+def _load_sum(url: str, options: dict[str, Any], cache_dir: str, out: Any) -> None:
+    storage = NpyStorageInterface(url, storage_options=options, cache_dir=cache_dir)
+    out.put(float(storage.load("big").sum()))
+
+
+def _in_process(url: str, options: dict[str, Any], cache_dir: Path) -> float:
+    """The sum of entry ``big`` as a fresh process reads it through *cache_dir*."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    worker = ctx.Process(target=_load_sum, args=(url, options, str(cache_dir), out))
+    worker.start()
+    total = out.get(timeout=120)
+    worker.join(60)
+    assert worker.exitcode == 0
+    return float(total)
+
+
+def test_a_second_process_reads_through_the_local_cache(
+    s3: S3Server, url: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    value = np.random.default_rng(1).random(1 << 20)  # 8 MiB
+    NpyStorageInterface(url, storage_options=s3.storage_options()).save("big", value)
+    options = proxy.options(s3.storage_options())
+    proxy.clear()
+    assert _in_process(url, options, tmp_path / "cache") == value.sum()
+    assert proxy.served > value.nbytes  # the first process downloaded it
+    proxy.clear()
+    assert _in_process(url, options, tmp_path / "cache") == value.sum()
+    assert proxy.served < 64 << 10  # the second one read the local copy: records only
+    assert not [r for r in proxy.requests if r.startswith("GET") and r.endswith("big.npy")]
+
+    # Replaced on S3 by someone without the cache: the local copy is stale, never served.
+    NpyStorageInterface(url, storage_options=s3.storage_options()).save("big", value * 2)
+    proxy.clear()
+    assert _in_process(url, options, tmp_path / "cache") == (value * 2).sum()
+    assert proxy.served > value.nbytes
+    copies = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert len(copies) == 1  # the stale copy was replaced, not kept beside the new one
+
+
+def test_cache_dir_and_storage_options_are_refused_for_local_folders(tmp_path: Path) -> None:
+    for kwargs in ({"cache_dir": tmp_path / "c"}, {"storage_options": {"anon": True}}):
+        with pytest.raises(ValueError, match="remote folders"):
+            NpyStorageInterface(tmp_path / "local", **kwargs)
+    assert not (tmp_path / "local").exists() and not (tmp_path / "c").exists()
