@@ -36,8 +36,10 @@ __all__ = ["TEMP_PREFIX", "LocalStore", "Staged", "StatResult", "Store"]
 T = TypeVar("T")
 #: Temp files of writers on other hosts are only removed once this old (seconds).
 FOREIGN_TEMP_AGE = 24 * 3600
-#: Files at least this large get their space reserved before they are written.
-_RESERVE_MIN = 1 << 20
+#: Files at least this large get their space reserved before they are written. At
+#: 1 MiB the reservation cost more than it saved (a 1 MiB miss's write 0.66 ms
+#: without it, 2.96 ms with it: median on a loaded 2-core VM, ext4).
+_RESERVE_MIN = 4 << 20
 _HOST = "".join(c if c.isalnum() or c == "-" else "_" for c in socket.gethostname())[:40] or "host"
 
 
@@ -174,7 +176,9 @@ class Store(ABC):
 class _LocalStaged(Staged[T]):
     """A temp file next to its target, renamed over it on commit."""
 
-    def __init__(self, tmp: Path, target: Path, result: T, durable: bool, fd: int) -> None:
+    def __init__(self, tmp: str, target: str, result: T, durable: bool, fd: int) -> None:
+        # Plain strings: a commit is on every miss's path, and pathlib costs more
+        # than the rename it would feed.
         self._tmp, self._target, self.result, self._durable = tmp, target, result, durable
         # The descriptor holds the temp file's flock until the commit: cleanup sees a
         # live writer by its lock, in whatever PID namespace it runs.
@@ -187,12 +191,12 @@ class _LocalStaged(Staged[T]):
         finally:
             self._close()
         if self._durable:
-            _fsync_dir(self._target.parent)
+            _fsync_dir(os.path.dirname(self._target))
         return self.identity
 
     def discard(self) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self._tmp.unlink()
+            os.unlink(self._tmp)
         self._close()
 
     def _close(self) -> None:
@@ -255,12 +259,13 @@ class LocalStore(Store):
         size_hint: int | None = None,
     ) -> Staged[T]:
         self._check_root_dir(key, reading=False)
-        target = self.root / key
-        tmp = target.parent / f"{TEMP_PREFIX}{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        target = self._base + key
+        folder = os.path.dirname(target)
+        tmp = f"{folder}{os.sep}{TEMP_PREFIX}{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         try:
             f = open(tmp, "xb")  # noqa: SIM115 - closed below, before the rename
         except FileNotFoundError:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             f = open(tmp, "xb")  # noqa: SIM115
         lock_fd = None
         try:
@@ -279,7 +284,7 @@ class LocalStore(Store):
         except BaseException:
             # Any failure, even KeyboardInterrupt, must not leave the temp file behind.
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                os.unlink(tmp)
             if lock_fd is not None:
                 os.close(lock_fd)
             raise
@@ -399,7 +404,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _fsync_dir(folder: Path) -> None:
+def _fsync_dir(folder: str) -> None:
     """Persist a rename by syncing the directory entry (POSIX only)."""
     if os.name != "posix":
         return
