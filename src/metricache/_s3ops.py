@@ -232,10 +232,15 @@ class _Upload(io.RawIOBase):
     def publish(self) -> str | None:
         """The one request that makes the object visible; returns its ETag."""
         if self._upload_id is None:
-            resp = self._ops._call(
-                "put_object", self._path, Body=io.BytesIO(self._buffer),
-                ContentMD5=base64.b64encode(_md5(self._buffer)).decode(),
-            )  # fmt: skip
+            try:
+                resp = self._ops._call(
+                    "put_object", self._path, Body=io.BytesIO(self._buffer),
+                    ContentMD5=base64.b64encode(_md5(self._buffer)).decode(),
+                )  # fmt: skip
+            except OSError:
+                if not self._landed():
+                    raise
+                resp = {}  # every byte arrived; only the answer was lost
             self._buffer = bytearray()
             return resp.get("ETag") or self.etag
         parts = [{"PartNumber": n, "ETag": tag} for n, tag, _ in self._parts]
@@ -247,11 +252,18 @@ class _Upload(io.RawIOBase):
         except FileNotFoundError:
             # A retry after a lost response finds the upload already completed: it
             # is ours if the object has exactly the ETag our parts make.
-            if self._ops.head(self._path).identity != self.etag:
+            if not self._landed():
                 raise
             resp = {}
         self._upload_id = None
         return resp.get("ETag") or self.etag
+
+    def _landed(self) -> bool:
+        """Whether the object now is exactly what this upload sent (after a failed commit)."""
+        try:
+            return self._ops.head(self._path).identity == self.etag
+        except OSError:
+            return False
 
     def abort(self) -> None:
         """Drop the staged bytes; abort a multipart upload (no part stays on the server)."""
