@@ -287,13 +287,13 @@ class S3LeaseLocks:
                     held.key, self._body(held.token, name, held.beats + 1), held.etag
                 )
             except Taken:
-                state, _ = self._retried(held.key, held.token, sent)
-                if state is None:
+                mine, _ = self._retried(held.key, held.token, sent)
+                if mine is None:
                     held.lost = True
                     logger.warning("lost the lease of %r (taken over or removed): its value "
                                    "will not be stored over the new holder's", name)  # fmt: skip
                     return False
-                held.etag = state.etag
+                held.etag = mine.etag
             except Exception as err:  # noqa: BLE001 - the heartbeat thread must never die
                 # A local monotonic duration, never a comparison with the server's clock.
                 if time.monotonic() - held.renewed > self.ttl:
