@@ -12,6 +12,7 @@ from ._keys import Key, describe, param_key
 __all__ = ["Binder", "Call"]
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_NO_DEFAULT: Any = object()
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,11 @@ class Binder:
             p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL
         )
         self.takes_nothing = self.signature is not None and not self.signature.parameters
+        #: The defaults of a function whose parameters are all positional (else None):
+        #: its positional calls bind without ``inspect`` (``None`` marks "no default").
+        self.positional_defaults = _positional_defaults(self.signature)
+        #: How many parameters such a function has (else None).
+        self.arity = None if self.positional_defaults is None else len(self.positional_defaults)
 
     def free(self, words: Iterable[str]) -> frozenset[str]:
         """The *words* no parameter of the function is named (so the wrapper may take them)."""
@@ -66,6 +72,11 @@ class Binder:
                 raise TypeError(f"metric {self.base!r} has no signature to bind keywords to")
             key = tuple(map(param_key, args)) if key is None else key
             return Call(key, args, (), False, args, kwargs)
+        defaults = self.positional_defaults
+        if defaults is not None and not kwargs and len(args) <= len(defaults):
+            call = self._bind_positional(args, defaults, key)
+            if call is not None:
+                return call
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as err:
@@ -75,6 +86,32 @@ class Binder:
         if key is None:
             key = tuple(map(param_key, bound.arguments.values()))
         return Call(key, positional, keywords, var_keywords, args, kwargs)
+
+    def _bind_positional(
+        self, args: tuple[Any, ...], defaults: tuple[Any, ...], key: Key | None
+    ) -> Call | None:
+        """What ``signature.bind`` + ``apply_defaults`` give, or None (a default is missing)."""
+        if len(args) < len(defaults):
+            filled = defaults[len(args) :]
+            if any(d is _NO_DEFAULT for d in filled):
+                return None  # inspect says which argument is missing
+            positional = args + filled
+        else:
+            positional = args
+        if key is None:
+            key = tuple(map(param_key, positional))
+        return Call(key, positional, (), False, args, {})
+
+
+def _positional_defaults(signature: inspect.Signature | None) -> tuple[Any, ...] | None:
+    """Each parameter's default (``_NO_DEFAULT`` if none) when every one is positional."""
+    if signature is None:
+        return None
+    params = signature.parameters.values()
+    if not all(p.kind in _POSITIONAL for p in params):
+        return None
+    empty = inspect.Parameter.empty
+    return tuple(_NO_DEFAULT if p.default is empty else p.default for p in params)
 
 
 def _split(

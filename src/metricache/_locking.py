@@ -108,7 +108,10 @@ class LocalLocks:
     def _reset(self) -> None:
         """Start with no thread locks held."""
         self._guard = threading.Lock()
+        #: name -> thread lock, only while some thread holds or waits for the name.
         self._locks: dict[str, Any] = {}
+        #: name -> the threads holding or waiting for it (who keeps its lock alive).
+        self._users: dict[str, set[int]] = {}
         self._holders: dict[str, str] = {}
         self._waiting: dict[str, tuple[str, list[str]]] = {}
         #: Descriptors holding the flock of this process's published ``.wait`` files.
@@ -134,24 +137,52 @@ class LocalLocks:
         context, and :class:`LockTimeoutError` after *timeout* seconds of waiting.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        thread_lock = self._thread_lock(name)
-        if thread_lock._is_owned():
+        me = threading.get_ident()
+        users = self._users.get(name)
+        if users is not None and me in users:
             raise MetricCycleError([name, name])  # this thread would wait on itself
-        # Acquired inside the try, released by ownership: a KeyboardInterrupt between
-        # the acquire and any bookkeeping still ends in the release.
+        # Registered, acquired and released inside the try, and each step undone by
+        # what it left (membership, ownership): a KeyboardInterrupt at any point
+        # still ends with the name free and, once nobody uses it, forgotten.
         try:
+            thread_lock = self._enter(name, me)
             self._wait(name, lambda t: thread_lock.acquire(timeout=t), deadline, timeout)
             with self._file_lock(name, deadline, timeout):
                 yield
         finally:
-            if thread_lock._is_owned():
-                thread_lock.release()
+            try:
+                self._leave(name, me)
+            except BaseException:
+                # Interrupted half-way (a second Ctrl-C): leaving is idempotent, so
+                # finishing it now leaves nothing behind.
+                self._leave(name, me)
+                raise
 
-    def _thread_lock(self, name: str) -> Any:
+    def _enter(self, name: str, me: int) -> Any:
+        """The thread lock of *name*, made on first use, with thread *me* among its users."""
         # An RLock knows its owner (a Lock does not), so an interrupted acquire can be
         # told apart from one that never happened; it is never entered twice.
         with self._guard:
-            return self._locks.setdefault(name, threading.RLock())
+            lock = self._locks.get(name)
+            if lock is None:
+                lock = self._locks[name] = threading.RLock()
+                self._users[name] = set()
+            self._users[name].add(me)
+            return lock
+
+    def _leave(self, name: str, me: int) -> None:
+        """Release *name* if *me* holds it and drop *me* from its users; the last one
+        out forgets the lock (no one holds or waits for it, so no one has it)."""
+        with self._guard:
+            lock = self._locks.get(name)
+            if lock is not None and lock._is_owned():
+                lock.release()
+            users = self._users.get(name)
+            if users is not None:
+                users.discard(me)
+                if not users:
+                    del self._users[name]
+                    self._locks.pop(name, None)
 
     @contextlib.contextmanager
     def _file_lock(

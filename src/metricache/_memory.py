@@ -170,7 +170,8 @@ class MemoryTier:
         self._makers: dict[str, Callable[[], Any]] = {}
         #: The bound on held bytes (None: none), and the sizes held against it.
         self.budget = None if max_memory is None else Budget(max_memory)
-        #: Called with each name dropped to stay under the bound (the manager's infos).
+        #: Called with each name dropped to stay under the bound, or too large to
+        #: hold (the manager drops its entry info).
         self.on_evict: Callable[[str], None] | None = None
 
     def _admit(self, name: str, value: Any) -> bool:
@@ -192,6 +193,8 @@ class MemoryTier:
         """
         if self.budget is not None and not self._admit(name, value):
             self.forget(name)
+            if self.on_evict is not None:
+                self.on_evict(name)  # not held: nothing about it is kept either
             return freeze(value)[0] if self.readonly else value
         if not self.readonly:
             self.values[name] = value

@@ -11,15 +11,23 @@ value writes uniquely, and ``<summary>~<digest>`` otherwise.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol
 
 from ._binding import Binder, Call
 from ._fronts import RESERVED, make_decorated, make_front
 from ._keys import Key, call_digest, describe, param_key
-from ._names import default_name_generation_function, hashed_name, plain_name, seed_faithful
+from ._names import (
+    all_valid,
+    canonical_plain,
+    default_name_generation_function,
+    grid_names,
+    hashed_name,
+    plain_name,
+    seed_faithful,
+)
 from ._parallel import GridOptions, OnError, run_grid
-from ._registry import Owner
+from ._registry import Family, MetricFunction, Owner
 from .exceptions import InvalidMetricNameError, MetricNameCollisionError, UnknownMetricError
 from .provenance.staleness import OnStale
 
@@ -36,6 +44,7 @@ class Manager(Protocol):
 
     cache: dict[str, Any]
     dynamic_metric_creation: bool
+    functions_dict: dict[str, MetricFunction]
 
     def get(
         self,
@@ -48,6 +57,11 @@ class Manager(Protocol):
     def declares(self, name: str, owner: Owner) -> bool: ...
     def check_free(self, name: str, owner: Owner) -> None: ...
     def _register(self, name: str, function: Callable[[], Any], owner: Owner) -> None: ...
+    def _define(self, name: str, function: Callable[[], Any], owner: Owner) -> None: ...
+    def _define_lazily(
+        self, declared: dict[str, Any], names: list[str], family: Family
+    ) -> None: ...
+    def taken(self, names: Iterable[str]) -> set[str]: ...
     def _attach(self, base: str, metric: Callable[..., Any]) -> None: ...
 
 
@@ -70,7 +84,7 @@ class CollectedMetric:
         params_list: ParamsList = ((),),
         name_generation_function: NameGenerator | None = None,
     ) -> None:
-        items = list(params_list)
+        items = params_list if isinstance(params_list, (list, tuple)) else list(params_list)
         self._manager = manager
         self.original_function = function
         self.base_name = base_name
@@ -83,7 +97,12 @@ class CollectedMetric:
         self._names: dict[Key, str] = {}  # call key -> metric name
         self._calls: dict[str, Call] = {}  # metric name -> the call it computes
         self._resolved: dict[Key, str] = {}  # spelling keys of calls -> name
-        self._declared = [self._declare(item) for item in items]
+        #: While declaring a grid of plain values: name -> its parameters (see grid_names);
+        #: after registration the registry holds them and makes each name's call when used.
+        self._lazy: dict[str, Any] | None = None
+        self._lazily = False
+        self._family = Family(self._settle)
+        self._declared = self._declare_grid(items)
         self._plain = self._plain_name()
 
     def __repr__(self) -> str:
@@ -115,7 +134,7 @@ class CollectedMetric:
         if name is not None:
             return name
         call = self._bind(args, kwargs)
-        name = self._names.get(call.key)
+        name = self._names.get(call.key) or self._lazy_name(call)
         if name is None:
             name = self._create(call)
         if spelled is not None:
@@ -154,7 +173,34 @@ class CollectedMetric:
     def declarations(self) -> list[tuple[str, Callable[[], Any], Owner]]:
         """``(name, function, owner)`` of every declared metric, each name once."""
         names = dict.fromkeys(self._declared)
+        if self._lazily:
+            for name in names:
+                self._manager.functions_dict.get(name)  # makes its call, once
         return [(n, self._function(self._calls[n]), self._owner(self._calls[n])) for n in names]
+
+    def register(self) -> Callable[..., Any]:
+        """Define every declared name, attach the front and return it; an error changes nothing."""
+        if self._lazy is None:
+            declared = self.declarations()
+            for name, _, owner in declared:
+                _check_generated(
+                    functools.partial(self._manager.check_free, owner=owner), name, owner
+                )
+            metric = self.front()
+            self._manager._attach(self.base_name, metric)
+            for name, function, owner in declared:
+                self._manager._define(name, function, owner)
+            return metric
+        lazy = self._lazy
+        for name in self._manager.taken(lazy):  # names checked valid by _declare_grid
+            owner = self._settle(name, lazy[name])[1]
+            self._manager.check_free(name, owner)
+        metric = self.front()
+        self._manager._attach(self.base_name, metric)
+        self._lazy = None
+        self._lazily = True
+        self._manager._define_lazily(lazy, self._declared, self._family)
+        return metric
 
     def front(self) -> Callable[..., Any]:
         """The function attached as ``CM.<base_name>``, carrying the seed's attributes."""
@@ -163,6 +209,50 @@ class CollectedMetric:
         return make_front(self, cache, self._plain, self._resolved, takes_nothing)
 
     # -- internals --------------------------------------------------------------
+
+    def _declare_grid(self, items: Sequence[Any]) -> list[str]:
+        """Every item's name: a grid of plain positional values without binding each."""
+        arity = self._binder.arity
+        if arity and self.name_generation_function is default_name_generation_function:
+            grid = grid_names(self.base_name, items, arity)
+            if grid is not None and self._valid(grid[1]):
+                self._lazy = grid[1]
+                return grid[0]
+        return [self._declare(item) for item in items]
+
+    def _valid(self, names: Collection[str]) -> bool:
+        """Whether every name is valid (if not, binding each item gives the error)."""
+        suffix = _default_rules(self._manager)
+        if suffix is not None and all_valid(names, suffix):
+            return True
+        check = self._manager.check_name
+        try:
+            for name in names:
+                check(name)
+        except InvalidMetricNameError:
+            return False
+        return True
+
+    def _settle(self, name: str, item: Any) -> tuple[MetricFunction, Owner]:
+        """The function and owner of a lazily declared *name* (its parameters *item*)."""
+        call = self._bind(*_as_call(item))
+        self._calls.setdefault(name, call)
+        self._names.setdefault(call.key, name)
+        return self._function(call), self._owner(call)
+
+    def _lazy_name(self, call: Call) -> str | None:
+        """The declared name of *call* in a lazily declared grid, if it is one."""
+        if not (self._lazily or self._lazy) or call.keywords or call.var_keywords:
+            return None
+        values = canonical_plain(call.positional)
+        if values is None:
+            return None
+        name = default_name_generation_function(self.base_name, values)
+        if self._lazy is not None:  # still declaring
+            item = self._lazy.get(name)
+            found = item is not None and self._bind(*_as_call(item)).key == call.key
+            return name if found else None
+        return name if self._manager.declares(name, self._owner(call)) else None
 
     def _declare(self, item: Any) -> str:
         """Bind one ``params_list`` item and name it; a call declared twice keeps one name."""
@@ -187,15 +277,21 @@ class CollectedMetric:
         if self.name_generation_function is not default_name_generation_function:
             return self.name_generation_function(self.base_name, call.values)
         name = None if call.var_keywords else plain_name(self.base_name, *_parts(call))
-        owner = self._calls.get(name) if name is not None else None
+        owner = self._call_named(name) if name is not None else None
         if name is None or (owner is not None and owner.key != call.key):
             digest = call_digest(self.base_name, call.key)
             name = hashed_name(self.base_name, *_parts(call), digest)
         return name
 
+    def _call_named(self, name: str) -> Call | None:
+        """The call *name* is this metric's for, lazily declared or not."""
+        if self._lazily and name not in self._calls:
+            self._manager.functions_dict.get(name)  # a lazily declared name makes its call
+        return self._calls.get(name)
+
     def _claim(self, name: str, call: Call) -> None:
         """Record *name* for *call*; two different calls may not share it."""
-        other = self._calls.get(name)
+        other = self._call_named(name)
         if other is not None and other.key != call.key:
             raise MetricNameCollisionError(
                 f"parameters {other.shown()} and {call.shown()} of {self.base_name!r} both "
@@ -252,10 +348,10 @@ class CollectedMetric:
             call = self._bind((), {})
         except TypeError:  # required parameters: there is no such call
             return None
-        return self._names.get(call.key)
+        return self._names.get(call.key) or self._lazy_name(call)
 
     def _owner(self, call: Call) -> Owner:
-        return Owner(self.base_name, call.key, call.shown() if call.args or call.kwargs else "")
+        return Owner(self.base_name, call.key, call.shown if call.args or call.kwargs else "")
 
     def _function(self, call: Call) -> Callable[[], Any]:
         """The zero-argument metric function: the original, with the arguments as given."""
@@ -278,15 +374,22 @@ def collect_metric(
     """Declare *function*'s metrics on *manager*; return the ``cache=True``-aware wrapper."""
     base = _base_name(function, base_name)
     collected = CollectedMetric(manager, function, base, params_list, name_generation_function)
-    declared = collected.declarations()
-    # Check everything before registering anything: a bad declaration changes nothing.
-    for name, _, owner in declared:
-        _check_generated(functools.partial(manager.check_free, owner=owner), name, owner)
-    metric = collected.front()
-    manager._attach(base, metric)
-    for name, bound, owner in declared:
-        manager._register(name, bound, owner)
+    metric = collected.register()
     return make_decorated(function, collected._binder.free(RESERVED), metric)
+
+
+def _default_rules(manager: Manager) -> str | None:
+    """The data suffix when *manager* checks names by the default rules, else None."""
+    from ._interface import StorageInterface  # noqa: PLC0415 - the manager imports this module
+    from ._manager import DatedCacheManager  # noqa: PLC0415
+
+    storage: Any = getattr(manager, "storage_interface", None)
+    if (
+        type(manager).check_name is DatedCacheManager.check_name
+        and type(storage).check_name is StorageInterface.check_name
+    ):
+        return str(storage.file_ext)
+    return None
 
 
 def _base_name(function: Callable[..., Any], base_name: str | None) -> str:

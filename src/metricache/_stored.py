@@ -51,9 +51,9 @@ class StoredValues:
             return err
         if fresh_enough is not None and not fresh_enough(name, info):
             return MISSING
-        value = self.memory.hold(name, value)
         if info is not None:
-            self.infos[name] = info
+            self.infos[name] = info  # first: memory drops it with a value it will not hold
+        value = self.memory.hold(name, value)
         if loud:
             when = info.timestamp.isoformat(timespec="seconds") if info else "an unknown date"
             report("Load %s computed on %s", name, when)
