@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import json
 import os
 import sys
 from collections.abc import Iterable
@@ -14,11 +15,13 @@ import click
 
 from ._auto import AutoStorageInterface
 from ._folder import Row, folder_rows
+from ._fsstore import is_remote, local_path_of
 from ._manager import DatedCacheManager
 from .exceptions import MetricacheError
 
 __all__ = [
     "Folder",
+    "parse_storage_options",
     "MetricacheGroup",
     "collected_names",
     "human_size",
@@ -32,19 +35,36 @@ __all__ = [
 
 @dataclass
 class Folder:
-    """The cache folder a command works on, opened without the user's code."""
+    """The cache folder a command works on, opened without the user's code.
+
+    *path* is a local folder or an fsspec URL (``s3://bucket/prefix``), which
+    *storage_options* (``--storage-option``) configure.
+    """
 
     path: str
+    storage_options: dict[str, Any] | None = None
     _manager: Any = field(default=None, repr=False)
+
+    @property
+    def remote(self) -> bool:
+        """Whether the folder is an fsspec URL (not a local folder)."""
+        return is_remote(self.path)
 
     @property
     def manager(self) -> Any:
         """A manager over every format in the folder, defining no metric."""
         if self._manager is None:
-            if not os.path.isdir(self.path):
-                raise click.ClickException(f"{self.path!r} is not a folder")
-            self._manager = DatedCacheManager(AutoStorageInterface(self.path), verbose=False)
+            self._manager = DatedCacheManager(self._open(), verbose=False)
         return self._manager
+
+    def _open(self) -> AutoStorageInterface:
+        if self.remote:
+            return AutoStorageInterface(self.path, storage_options=self.storage_options or {})
+        if self.storage_options:
+            raise click.UsageError("--storage-option is for remote folders (--dir s3://...)")
+        if not os.path.isdir(local_path_of(self.path)):
+            raise click.ClickException(f"{self.path!r} is not a folder")
+        return AutoStorageInterface(self.path)
 
     @property
     def storage(self) -> AutoStorageInterface:
@@ -149,3 +169,30 @@ def table(header: list[str], lines: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(out)
+
+
+def parse_storage_options(pairs: Iterable[str]) -> dict[str, Any]:
+    """``--storage-option`` values as fsspec options: ``key=value``, dots nest keys.
+
+    A value that reads as JSON (``true``, ``3``, ``{"a": 1}``) is that value, any
+    other is a string: ``client_kwargs.endpoint_url=http://127.0.0.1:9000``.
+    """
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--storage-option")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        *parents, last = key.split(".")
+        place = options
+        for part in parents:
+            place = place.setdefault(part, {})
+            if not isinstance(place, dict):
+                raise click.BadParameter(
+                    f"{key!r} nests inside a value", param_hint="--storage-option"
+                )
+        place[last] = value
+    return options

@@ -14,7 +14,15 @@ from typing import Any
 
 import click
 
-from ._cli_base import Folder, MetricacheGroup, human_size, matching, pass_folder, table
+from ._cli_base import (
+    Folder,
+    MetricacheGroup,
+    human_size,
+    matching,
+    parse_storage_options,
+    pass_folder,
+    table,
+)
 from ._cli_tidy import register
 from ._folder import family_of
 from ._report import render_report
@@ -38,18 +46,27 @@ _SORTS = ("name", "date", "size", "compute_time", "status", "format")
     default=".",
     show_default="$METRICACHE_DIR, else the current folder",
     type=click.Path(file_okay=False),
-    help="The cache folder.",
+    help="The cache folder, or an fsspec URL (s3://bucket/prefix).",
+)
+@click.option(
+    "--storage-option",
+    "storage_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An fsspec option for a remote --dir (repeatable; dots nest: "
+    "client_kwargs.endpoint_url=URL).",
 )
 @click.version_option(package_name="metricache")
 @click.pass_context
-def main(ctx: click.Context, folder: str) -> None:
+def main(ctx: click.Context, folder: str, storage_options: tuple[str, ...]) -> None:
     """Look at, check and tidy a metricache folder, without the code that filled it.
 
     \b
-    Example:
+    Examples:
         metricache --dir cache/ ls 'spectrum_*' --sort size
+        metricache --dir s3://bucket/cache --storage-option profile=team verify
     """
-    ctx.obj = Folder(folder)
+    ctx.obj = Folder(folder, parse_storage_options(storage_options) or None)
 
 
 @main.command("ls")
@@ -162,7 +179,7 @@ def du_command(folder: Folder, as_json: bool) -> None:
         count = families.setdefault(row.family or family_of(row.name), [0, 0])
         count[0] += 1
         count[1] += row.size or 0
-    total = _folder_bytes(folder.path)
+    total = _remote_bytes(folder) if folder.remote else _folder_bytes(folder.path)
     if as_json:
         shown = {f: {"entries": n, "bytes": b} for f, (n, b) in families.items()}
         click.echo(json.dumps({"total_bytes": total, "families": shown}, indent=2))
@@ -170,6 +187,14 @@ def du_command(folder: Folder, as_json: bool) -> None:
     lines = [[f, str(n), human_size(b)] for f, (n, b) in sorted(families.items())]
     click.echo(table(["family", "entries", "size"], lines))
     click.echo(f"total (with records, locks and quarantine): {human_size(total)}")
+
+
+def _remote_bytes(folder: Folder) -> int:
+    """Bytes of every object under a remote folder (one listing, no HEAD per object)."""
+    store: Any = getattr(folder.storage.store, "remote", folder.storage.store)
+    store.fs.invalidate_cache()
+    total: int = store.fs.du(store.root, total=True)
+    return total
 
 
 def _folder_bytes(path: str) -> int:
