@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import uuid
@@ -98,6 +99,51 @@ def save_atomic(path: Path, arr: np.ndarray, durable: bool = False) -> None:
     os.replace(tmp, path)
     if durable:
         fsync_dir(path.parent)
+
+
+class ReadvLimit:
+    """The physical limit of a disk hit: ``os.preadv`` of the whole file into a buffer
+    allocated (page-aligned, already faulted in) once, from the page cache."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        size = path.stat().st_size
+        self.buffer = aligned_empty(size)
+        self.buffer[:] = 0  # fault it in: only the copy is timed
+
+    def __call__(self) -> int:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            return os.preadv(fd, [self.buffer], 0)
+        finally:
+            os.close(fd)
+
+
+def aligned_empty(nbytes: int) -> np.ndarray:
+    """Uninitialised bytes starting on a page boundary (a misaligned copy is slower)."""
+    raw = np.empty(nbytes + 4096, dtype=np.uint8)
+    start = -raw.__array_interface__["data"][0] % 4096
+    return raw[start : start + nbytes]
+
+
+def write_limit(path: Path, arr: np.ndarray) -> None:
+    """The physical limit of a miss: ``posix_fallocate``, ``os.write`` of the header and
+    the array's memory, then ``os.replace`` (no hashing, no record)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(arr))
+    data = memoryview(np.ascontiguousarray(arr)).cast("B")
+    tmp = path.with_name(f".tmp-{path.name}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fd, 0, len(header.getbuffer()) + data.nbytes)
+        os.write(fd, header.getbuffer())
+        done = 0
+        while done < data.nbytes:
+            done += os.write(fd, data[done:])
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 def savez_atomic(path: Path, arr: np.ndarray) -> None:
