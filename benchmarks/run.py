@@ -26,6 +26,7 @@ import scenario_many
 import scenario_memory
 import scenario_miss
 import scenario_open
+import scenario_tiny
 from common import Config, Scratch
 from harness import Table, render, to_json
 
@@ -38,6 +39,7 @@ SCENARIOS: dict[str, Scenario] = {
     "many": scenario_many.run,
     "open": scenario_open.run,
     "frames": scenario_frames.run,
+    "tiny": scenario_tiny.run,
 }
 
 FOOTNOTES = [

@@ -33,6 +33,11 @@ TITLES = [
     "(f) list a folder of 2,000 entries",
     "(g) frame disk hit, fresh manager, 20,000 x 10 DataFrame",
     "(g) frame miss: trivial compute + store, 20,000 x 10 DataFrame",
+    "(t) fill: 300 tiny entries (10 float64)",
+    "(t) cold read: 300 tiny entries",
+    "(s) S3 put, 1 MiB float64 array",
+    "(s) S3 get, 1 MiB float64 array",
+    "(s) S3 small hit, 100 float64 values",
 ]
 
 
@@ -87,8 +92,8 @@ def test_reports_each_target_with_a_verdict(quick_run: tuple[str, dict[str, obje
     out, dump = quick_run
     targets = [t for table in dump["tables"] for t in table["targets"]]
     # memory hit 3, disk hit 2 per size, miss 2 per size, fill 2, cold read 2, open 1,
-    # frame hit 1, frame miss 1
-    assert len(targets) == 3 + 2 * 3 + 2 * 3 + 2 + 2 + 1 + 2
+    # frame hit 1, frame miss 1, tiny fill 1, tiny cold read 2, S3 put 1, get 1, small hit 1
+    assert len(targets) == 3 + 2 * 3 + 2 * 3 + 2 + 2 + 1 + 2 + 3 + 3
     verdicts = [line for line in out.splitlines() if line.strip().startswith("target:")]
     assert len(verdicts) == len(targets)
     assert all(line.endswith(("PASS", "MISS")) for line in verdicts)

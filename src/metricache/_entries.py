@@ -26,6 +26,7 @@ from typing import Any, BinaryIO, cast
 from ._hashio import HashingWriter
 from ._layout import old_record_key
 from ._meta import EntryInfo, utc_now
+from ._packed import transaction_for
 from ._reading import EntryReads, MmapReader
 from ._store import StatResult
 from ._verified import hash_whole
@@ -75,9 +76,11 @@ class Entries(EntryReads):
             )  # fmt: skip
             previous, old_record = self._previous_entries(name)
             # The record goes first: until the data commit lands, the data visible
-            # still matches one of the record's previous entries.
-            self.records.write(info, previous, durable=self.durable)
-            staged.commit()
+            # still matches one of the record's previous entries. A packed entry's
+            # record and data commit in one transaction.
+            with transaction_for(self.store, staged):
+                self.records.write(info, previous, durable=self.durable)
+                staged.commit()
         except BaseException:
             staged.discard()
             raise

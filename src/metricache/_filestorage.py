@@ -21,7 +21,7 @@ from ._lease import check_lease
 from ._listing import CheckReport, check_folder, list_entries
 from ._locking import LocalLocks, LockProvider, ThreadLocks
 from ._meta import EntryInfo
-from ._store import LocalStore, Store
+from ._store import Store
 from .codecs import Codec
 from .exceptions import LockTimeoutError
 
@@ -116,7 +116,9 @@ class FileStorageInterface(StorageInterface):
             path = local_path_of(self.metrics_dir)
             _check_folder(path)
             # getattr: an interface pickled by an older version has no `packed`.
-            self.store = open_local_store(path, getattr(self, "packed", None), durable=self.durable)
+            self.store = open_local_store(
+                path, getattr(self, "packed", None), durable=self.durable
+            )
             self._default_locks = LocalLocks(path)
         else:
             self.store = self.custom_store

@@ -11,6 +11,8 @@
     .metricache/locks/<name>.lease         the lease of <name> on a remote store (S3)
     .metricache/quarantine/<stamp>/        corrupt entries moved aside
     .metricache/pins/<name>                metric <name> is pinned: gc never evicts it
+    .metricache/layout.json                where entries live: "packed" or "files" (written once)
+    .metricache/index.sqlite3              the packed home: records, and data under PACKED_MAX
     .mctmp-<host>-<pid>-<random>           a writer's temp file, next to its target
 
 ``<kind>`` is the data file's suffix without its dot (``npy``, ``npz``, ``json``):
@@ -18,20 +20,27 @@ a record belongs to one data file, so interfaces of different formats sharing a
 folder never share a record. Metric names cannot contain ``/``, so a record in a
 ``<kind>/`` folder can never be mistaken for a 0.1 record of a metric with a dot in
 its name.
+
+In a packed folder the index holds keys of the same names: a record key, or a
+data key of an entry under :data:`PACKED_MAX` bytes; larger data keeps its file.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "DATE_SUFFIX",
+    "INDEX_KEY",
+    "LAYOUT_KEY",
     "LOCK_DIR",
     "META_DIR",
+    "PACKED_MAX",
     "PIN_DIR",
     "QUARANTINE_DIR",
     "RECORD_SUFFIX",
     "ROOT_DIR",
     "TEMP_PREFIX",
     "data_key",
+    "fits_index",
     "gone_key",
     "lease_key",
     "old_record_key",
@@ -45,6 +54,13 @@ META_DIR = f"{ROOT_DIR}/meta"
 LOCK_DIR = f"{ROOT_DIR}/locks"
 QUARANTINE_DIR = f"{ROOT_DIR}/quarantine"
 PIN_DIR = f"{ROOT_DIR}/pins"
+LAYOUT_KEY = f"{ROOT_DIR}/layout.json"
+INDEX_KEY = f"{ROOT_DIR}/index.sqlite3"
+#: Data of fewer bytes lives in the index of a packed folder; more keeps its own file
+#: (np.load-able). Below it a row costs less than a file's create, rename, open and
+#: stat; SQLite's own study of internal against external blobs puts the crossover
+#: near 100 KiB, and above it files win.
+PACKED_MAX = 64 * 1024
 RECORD_SUFFIX = ".json"
 #: Suffix of the seed's date sidecars: ``<name>_date``.
 DATE_SUFFIX = "_date"
@@ -86,6 +102,13 @@ def gone_key(name: str, suffix: str) -> str:
     as a hint-less legacy file.
     """
     return f"{record_dir(suffix)}/{name}.gone"
+
+
+def fits_index(key: str) -> bool:
+    """Whether *key* may live in a packed folder's index (records, markers and data)."""
+    if key.startswith(META_DIR + "/"):
+        return True
+    return "/" not in key and not key.startswith(".")
 
 
 def lease_key(name: str) -> str:

@@ -21,6 +21,7 @@ from ._layout import (
     suffix_of_record_dir,
 )
 from ._meta import EntryInfo, decode_current, decode_record
+from ._packed import legacy_files_possible
 from ._store import Store
 from ._verified import hash_whole
 from .codecs import codec_registry
@@ -126,7 +127,8 @@ def list_entries(store: Store) -> Iterator[EntryInfo]:
             found[rec.name, rec.suffix] = decode_current(store.read_bytes(rec.record), rec.name)
         except (OSError, CorruptEntryError):
             continue
-    for name, suffix in _legacy_files(files, suffixes):
+    legacy = _legacy_files(files, suffixes) if legacy_files_possible(store) else iter(())
+    for name, suffix in legacy:
         if (name, suffix) not in found:
             found[name, suffix] = _legacy_entry(store, name, suffix, suffixes[suffix])
     for key in sorted(found):
@@ -174,7 +176,8 @@ def check_folder(store: Store) -> CheckReport:
             report.orphans.append(rec.record)
             continue
         _check_one(store, rec, report)
-    for name, suffix in sorted(_legacy_files(files, suffixes)):
+    legacy = _legacy_files(files, suffixes) if legacy_files_possible(store) else iter(())
+    for name, suffix in sorted(legacy):
         if (name, suffix) not in seen:
             report.ok.append(_legacy_entry(store, name, suffix, suffixes[suffix]))
     for folder in ["", *(record_dir(s) for s in suffixes)]:

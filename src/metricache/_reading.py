@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 from ._interface import legacy_info, not_stored_message
 from ._layout import DATE_SUFFIX, data_key
 from ._meta import EntryInfo
+from ._packed import PackedStore
 from ._records import Records
 from ._store import StatResult, Store
 from ._verified import Decoded, decode_verified, hash_whole
@@ -349,5 +350,9 @@ class EntryReads:
 
     def where(self, key: str) -> str:
         """A human location of *key*: its local path when the store has one."""
+        if isinstance(self.store, PackedStore):
+            packed = self.store.describe(key)
+            if packed is not None:
+                return packed
         path = self.store.local_path(key)
         return str(path) if path is not None else f"{self.store!r}/{key}"

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from ._layout import gone_key, old_record_key, record_dir, record_key
 from ._meta import EntryInfo, decode_record, encode_record
+from ._packed import legacy_files_possible
 from ._store import Store
 from .exceptions import CorruptEntryError
 
@@ -75,6 +76,8 @@ class Records:
         :meth:`mark_gone`), so this answer never turns from True to False: data
         with no record now and no marker never had one (a legacy file).
         """
+        if not legacy_files_possible(self.store):
+            return True
         return self.has(name) or self.store.exists(gone_key(name, self.suffix))
 
     def mark_gone(self, name: str) -> None:

@@ -1,0 +1,79 @@
+"""The bytes of one key of a cache folder, wherever they live: a file or the packed index.
+
+Suites that damage, inspect or snapshot entries use these, so they run the same on
+folders of one file per entry and on packed folders (where small entries and every
+record are rows of ``.metricache/index.sqlite3``, read and written here with plain
+sqlite3, as a damaged disk or a curious user would).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from metricache._layout import INDEX_KEY
+
+
+def index_rows(folder: Path) -> dict[str, bytes]:
+    """Every key of the folder's index with its bytes (empty without an index)."""
+    path = folder / INDEX_KEY
+    if not path.exists():
+        return {}
+    conn = sqlite3.connect(path)
+    try:
+        return {key: bytes(data) for key, data in conn.execute("SELECT key, data FROM blobs")}
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The bytes stored under *key* in cache folder *folder*."""
+
+    folder: Path
+    key: str
+
+    @property
+    def file(self) -> Path:
+        return self.folder / self.key
+
+    def packed(self) -> bool:
+        """Whether the index holds this key (and no newer file of it)."""
+        return self.key in index_rows(self.folder) and not self.file.exists()
+
+    def read_bytes(self) -> bytes:
+        if self.packed():
+            return index_rows(self.folder)[self.key]
+        return self.file.read_bytes()
+
+    def write_bytes(self, data: bytes) -> None:
+        """Replace the bytes in place (a damaged disk: no commit protocol)."""
+        if not self.packed():
+            self.file.write_bytes(data)
+            return
+        conn = sqlite3.connect(self.folder / INDEX_KEY)
+        try:
+            with conn:
+                conn.execute("UPDATE blobs SET data = ? WHERE key = ?", (data, self.key))
+        finally:
+            conn.close()
+
+    def size(self) -> int:
+        return len(self.read_bytes())
+
+    def where(self) -> str:
+        """How error messages name this key's bytes."""
+        if self.packed():
+            return f"{self.folder / INDEX_KEY} [{self.key}]"
+        return str(self.file)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every entry key's bytes: files (not locks, not the index's own) and index rows."""
+    files = {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in folder.rglob("*")
+        if p.is_file() and "locks" not in p.parts and not p.name.startswith("index.sqlite3")
+    }
+    return {**files, **{f"[index] {k}": v for k, v in index_rows(folder).items()}}
