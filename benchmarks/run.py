@@ -26,6 +26,7 @@ import scenario_many
 import scenario_memory
 import scenario_miss
 import scenario_open
+import scenario_s3
 import scenario_tiny
 from common import Config, Scratch
 from harness import Table, render, to_json
@@ -40,6 +41,7 @@ SCENARIOS: dict[str, Scenario] = {
     "open": scenario_open.run,
     "frames": scenario_frames.run,
     "tiny": scenario_tiny.run,
+    "s3": scenario_s3.run,
 }
 
 FOOTNOTES = [
