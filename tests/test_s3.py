@@ -268,3 +268,22 @@ def test_cache_dir_and_storage_options_are_refused_for_local_folders(tmp_path: P
         with pytest.raises(ValueError, match="remote folders"):
             NpyStorageInterface(tmp_path / "local", **kwargs)
     assert not (tmp_path / "local").exists() and not (tmp_path / "c").exists()
+
+
+def test_an_auto_hit_finds_its_format_in_one_listing(
+    s3: S3Server, url: str, proxy: FaultProxy
+) -> None:
+    storage = AutoStorageInterface(url, storage_options=proxy.options(s3.storage_options()))
+    for name, value in {
+        "arr": np.arange(3),
+        "pair": [np.zeros(1), 2.0],
+        "doc": {"k": [1]},
+    }.items():
+        storage.save(name, value)
+        storage.save(name + "x", value)  # a name that starts like it: not a candidate
+        proxy.clear()
+        fresh = AutoStorageInterface(url, storage_options=proxy.options(s3.storage_options()))
+        fresh.load(name)
+        methods = [r.split(" ", 1)[0] for r in proxy.requests]
+        assert methods == ["GET", "GET", "GET"], proxy.requests  # LIST, record, data
+        assert "list-type=2" in proxy.requests[0]

@@ -225,6 +225,11 @@ class AutoStorageInterface(FileStorageInterface):
 
     def _stored_in(self, name: str) -> list[Entries]:
         """The formats holding data of *name*."""
+        # A remote store answers for every format in one LIST (a HEAD each otherwise).
+        starting = getattr(self.store, "list_starting", None)
+        if starting is not None:
+            keys = set(starting(name))
+            return [e for e in self._formats.values() if e.data_key(name) in keys]
         return [e for e in self._formats.values() if e.exists(name)]
 
     def _format_of(self, name: str) -> Entries | None:

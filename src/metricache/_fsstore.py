@@ -226,6 +226,19 @@ class FsspecStore(Store):
     def folders(self, prefix: str = "") -> builtins.list[str]:
         return [name for name, kind in self._ls(prefix) if kind == "directory"]
 
+    def list_starting(self, stem: str) -> builtins.list[str]:
+        """Names of the files in the root folder that start with *stem*.
+
+        One LIST on S3 however large the folder (by key prefix), where
+        ``exists`` per candidate name would be a HEAD each.
+        """
+        if self._s3 is not None:
+            found = self._s3.list_prefix(self.path(stem))
+            if found is not None:
+                base = len(self.root) + 1 if self.root else 0
+                return [k[base:] for k in found if not k[base:].startswith(TEMP_PREFIX)]
+        return [name for name in self.list() if name.startswith(stem)]
+
     def _ls(self, prefix: str) -> builtins.list[tuple[str, str]]:
         """``(name, type)`` of what folder *prefix* holds: one LIST, never a cached one."""
         folder = self.path(prefix) if prefix else self.root

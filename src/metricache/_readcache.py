@@ -102,6 +102,14 @@ class ReadThroughStore(Store):
     def list(self, prefix: str = "") -> builtins.list[str]:
         return self.remote.list(prefix)
 
+    def list_starting(self, stem: str) -> builtins.list[str]:
+        """See :meth:`FsspecStore.list_starting`."""
+        starting = getattr(self.remote, "list_starting", None)
+        if starting is None:
+            return [name for name in self.list() if name.startswith(stem)]
+        found: builtins.list[str] = starting(stem)
+        return found
+
     def folders(self, prefix: str = "") -> builtins.list[str]:
         return self.remote.folders(prefix)
 

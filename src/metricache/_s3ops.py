@@ -82,6 +82,17 @@ class S3Ops:
         """One HEAD; ``FileNotFoundError`` if there is no such object."""
         return _stat(self._call("head_object", path))
 
+    def list_prefix(self, prefix: str) -> list[str] | None:
+        """Keys (``bucket/key`` paths) starting with *prefix*, in one LIST; None if more."""
+        bucket, key, _ = self.fs.split_path(prefix)
+        try:
+            resp = self.fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=key, Delimiter="/")
+        except _NETWORK_ERRORS as err:
+            raise OSError(errno.EIO, f"listing s3://{prefix} failed: {err}") from err
+        if resp.get("IsTruncated"):
+            return None  # a thousand keys share the prefix: the caller asks otherwise
+        return [f"{bucket}/{item['Key']}" for item in resp.get("Contents", [])]
+
     def get(self, path: str, **conditions: Any) -> _Reader:
         """One GET, streamed: the returned file reads the response body."""
         return _Reader(self, path, self._call("get_object", path, **conditions))
