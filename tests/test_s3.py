@@ -287,3 +287,23 @@ def test_an_auto_hit_finds_its_format_in_one_listing(
         methods = [r.split(" ", 1)[0] for r in proxy.requests]
         assert methods == ["GET", "GET", "GET"], proxy.requests  # LIST, record, data
         assert "list-type=2" in proxy.requests[0]
+
+
+def _use_inherited(storage: Any, value: np.ndarray) -> None:
+    np.testing.assert_array_equal(storage.load("big"), value)
+    storage.save("big", value + 1)  # a multipart upload from the child's own threads
+
+
+def test_an_interface_inherited_by_a_forked_child_makes_its_own_client(
+    s3: S3Server, url: str
+) -> None:
+    storage = NpyStorageInterface(url, storage_options={**s3.storage_options(), **SMALL_PARTS})
+    value = np.random.default_rng(3).random(11 << 17)
+    storage.save("big", value)  # the parent's client, event loop and upload threads exist
+    child = multiprocessing.get_context("fork").Process(
+        target=_use_inherited, args=(storage, value)
+    )
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    np.testing.assert_array_equal(storage.load("big"), value + 1)

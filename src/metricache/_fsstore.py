@@ -110,16 +110,36 @@ class FsspecStore(Store):
         self.storage_options = dict(storage_options or {})
         self.protocol = url.split("://", 1)[0].lower()
         extra = "s3" if self.protocol in ("s3", "s3a") else "remote"
-        fsspec = require("fsspec", extra, f"a cache folder at {url!r}")
+        require("fsspec", extra, f"a cache folder at {url!r}")
         if extra == "s3":
             require("s3fs", "s3", f"a cache folder at {url!r}")
-        self.fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
-        self.root = root.rstrip("/")
-        self._s3: Any = None
-        if _is_s3(self.fs):
+        self._connect()
+
+    def _connect(self) -> None:
+        """Build the filesystem client (again in a forked child: async clients cannot fork)."""
+        fsspec = importlib.import_module("fsspec")
+        self._fs, root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        self.root: str = root.rstrip("/")
+        self._s3_ops: Any = None
+        if _is_s3(self._fs):
             from ._s3ops import S3Ops
 
-            self._s3 = S3Ops(self.fs)
+            self._s3_ops = S3Ops(self._fs)
+        self._pid = os.getpid()
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem (this process's own)."""
+        if self._pid != os.getpid():
+            self._connect()
+        return self._fs
+
+    @property
+    def _s3(self) -> Any:
+        """The S3 requests, or None on other backends."""
+        if self._pid != os.getpid():
+            self._connect()
+        return self._s3_ops
 
     def __repr__(self) -> str:
         return f"FsspecStore({self.url!r})"

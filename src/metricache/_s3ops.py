@@ -19,6 +19,7 @@ import errno
 import hashlib
 import io
 import logging
+import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -48,6 +49,16 @@ def _parts_pool() -> ThreadPoolExecutor:
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=_IN_FLIGHT, thread_name_prefix="metricache-s3")
     return _pool
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's threads are not there, so start new ones on demand."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 # Bodies go as file objects: aiohttp warns that a large raw bytes body blocks its loop.
