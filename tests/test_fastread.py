@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, cast
 import numpy as np
 import pytest
 
-from metricache import NpyStorageInterface, NpzStorageInterface, _hashio, _hashpipe
+from metricache import NpyStorageInterface, NpzStorageInterface, _hashio, _hashpipe, _hashthread
 from metricache._hashio import HashingReader, checksum_bytes
 from metricache.codecs.npy import NpyCodec
 from metricache.exceptions import CorruptEntryError
@@ -218,7 +218,7 @@ def test_many_threads_reading_many_entries_get_each_their_own_bytes(
     assert all(
         r == ("corrupt" if n == "e3" else "ok") for n, r in zip(names, results, strict=True)
     )
-    idle = _hashpipe.hash_pool().submit(lambda: "idle")
+    idle = _hashthread.submit(lambda: "idle")
     assert idle.result(timeout=30) == "idle"  # the hashing thread is free again
 
 
@@ -289,7 +289,7 @@ def interrupted_reads(folder: str, expected_file: str, out: str, shared: bool) -
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Afterwards: the hashing thread is idle (no helper left running), the next load
     # is whole, and no thread but the hashing one was left behind.
-    report["idle"] = _hashpipe.hash_pool().submit(lambda: True).result(timeout=30)
+    report["idle"] = _hashthread.submit(lambda: True).result(timeout=30)
     report["after"] = bool(np.array_equal(storage.load("big"), expected))
     report["threads"] = sorted(t.name for t in threading.enumerate())
     Path(out).write_text(json.dumps(report))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import _thread
 import errno
 import multiprocessing
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -12,7 +14,7 @@ from typing import Any, BinaryIO, cast
 import numpy as np
 import pytest
 
-from metricache import _hashio
+from metricache import _hashio, _hashthread
 from metricache._hashio import HashingReader, HashingWriter, checksum_bytes, hash_fd_in_background
 
 DATA = np.random.default_rng(7).bytes(300_000)
@@ -197,3 +199,43 @@ def test_forked_child_gets_its_own_hash_thread(data_file: Path, small_thresholds
         pytest.fail("the forked child hung waiting for its parent's hash thread")
     assert child.exitcode == 0
     assert out.get() == (len(DATA), checksum_bytes(DATA))
+
+
+def test_a_task_cancelled_before_it_starts_never_runs() -> None:
+    gate = threading.Event()
+    ran: list[str] = []
+    blocker = _hashthread.submit(lambda: gate.wait(30))  # keeps the hashing thread busy
+    queued = _hashthread.submit(lambda: ran.append("ran"))
+    assert queued.cancel() and queued.finished
+    assert not queued.cancel()  # once only
+    gate.set()
+    assert blocker.result(timeout=30) is True
+    assert _hashthread.submit(lambda: 7).result(timeout=30) == 7  # later tasks still run
+    assert ran == []
+
+
+def test_a_tasks_error_reaches_whoever_waits() -> None:
+    def boom() -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    task = _hashthread.submit(boom)
+    with pytest.raises(OSError, match="Input/output"):
+        task.result(timeout=30)
+    assert _hashthread.submit(lambda: "next").result(timeout=30) == "next"
+
+
+def test_ctrl_c_while_waiting_leaves_the_task_and_the_thread_usable() -> None:
+    # The interrupt lands in wait() on the main thread, as a SIGINT would.
+    release = threading.Event()
+    task = _hashthread.submit(lambda: release.wait(30) and "done")
+    timer = threading.Timer(0.05, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            task.wait()
+    finally:
+        timer.join()
+    assert not task.cancel()  # it had started: it finishes on its own
+    release.set()
+    assert task.result(timeout=30) == "done"
+    assert _hashthread.submit(lambda: 1).result(timeout=30) == 1

@@ -10,15 +10,16 @@ forth measured slower than working inline.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from typing import Any, BinaryIO
 
 import xxhash
 
-from ._hashpipe import hash_pool, read_hashed, write_hashed
+from ._hashpipe import read_hashed, write_hashed
+from ._hashthread import Pending, submit
 
 __all__ = [
     "HashingReader",
@@ -34,14 +35,15 @@ _ALGORITHM = "xxh3_64"
 _CHUNKED_MIN = 2 << 20
 #: From this size on the hashing thread shares those chunks. Smaller arrays are
 #: mostly recycled heap memory, which one thread fills at the page cache's speed
-#: (8 MiB: 1.24 ms alone, 1.34 ms shared; 2 MiB: 0.28 vs 0.40 ms); larger ones are
-#: fresh memory the kernel faults in and zeroes, work a second core splits.
+#: (8 MiB: 1.24 ms alone, 1.34 ms shared, best of 31; 2 MiB: 0.28 vs 0.40 ms,
+#: median); larger ones are fresh memory the kernel faults in and zeroes, work a
+#: second core splits.
 _SPLIT_MIN = 32 << 20
 #: A single write at least this large is hashed on the hashing thread while it is
 #: written; a smaller one is hashed right after it is written (still in the CPU
 #: cache). At 8 MiB (both the checksum and a value id hash every byte), hashing
-#: meanwhile measured 1.24x ``np.save`` at best against 1.53x inline; at 1 MiB
-#: the handoff cost more (1.51x vs 1.12x).
+#: meanwhile measured 1.24x ``np.save`` (best of 31), hashing right after the write
+#: 1.53x and before it 1.61x; at 1 MiB the handoff cost more (1.51x vs 1.12x).
 _WRITE_PIPELINE_MIN = 4 << 20
 #: Files at least this large are hashed by :func:`hash_fd_in_background` on the
 #: background thread; smaller ones at once, which measured faster (the thread's
@@ -63,23 +65,21 @@ def checksum_bytes(data: bytes | bytearray | memoryview) -> str:
     return format_checksum(xxhash.xxh3_64_hexdigest(data))
 
 
-def hash_fd_in_background(fd: int) -> Future[tuple[int, str]] | None:
+def hash_fd_in_background(fd: int) -> Pending[tuple[int, str]] | None:
     """Checksum a whole open file: ``(size, checksum)``, on the background thread.
 
     The file is read with ``pread`` through a duplicate of *fd*, so the caller may
     go on reading (and seeking) the same file meanwhile, and may close *fd* at any
     time; the bytes hashed are the file's from offset 0 to its end. A file under
-    ``_FD_BACKGROUND_MIN`` bytes is hashed at once and the future returned done.
+    ``_FD_BACKGROUND_MIN`` bytes is hashed at once and the task returned done.
     Returns None where the platform has no ``pread`` (Windows).
     """
     if not hasattr(os, "pread"):
         return None
     size = os.fstat(fd).st_size
     if size < _FD_BACKGROUND_MIN:
-        done: Future[tuple[int, str]] = Future()
-        done.set_result(_hash_fd(fd, size))
-        return done
-    return hash_pool().submit(_hash_dup, os.dup(fd), size)
+        return Pending.done(_hash_fd(fd, size))
+    return submit(functools.partial(_hash_dup, os.dup(fd), size))
 
 
 def _hash_dup(fd: int, size_guess: int) -> tuple[int, str]:

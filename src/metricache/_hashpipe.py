@@ -9,18 +9,19 @@ caller and the one hashing thread claim chunks one at a time, and whichever
 lands the next chunk in file order feeds it, so both the copy (with the faults
 and zeroing of fresh memory) and the hash are split over two cores.
 
-Measured on a 2-core VM (page cache warm, fresh page-aligned destination, best
-of 15, machine shared and loaded): 100 MiB took 58 ms read then hashed, 45 ms
-hashed chunk by chunk on one thread, 48 ms shared by two threads and 62 ms with
-one thread reading and the other hashing (``np.load`` 40 ms, the copy into a
-preallocated buffer 19 ms); 8 MiB 1.66 / 1.24 / 1.34 ms (``np.load`` 1.48). On a
-quieter moment (load 1) sharing halved the 100 MiB read (85 -> 45 ms) where
-one reader plus one hasher saved 5%: the copy, not the hash, is the long part,
-so a pure reader/hasher split cannot approach ``max(read, hash)``. Under load
-the second thread is often descheduled while it holds the GIL, which is why
-sharing starts only where the copy is long (see ``_SPLIT_MIN`` in
-:mod:`metricache._hashio`). xxhash (4.1) releases the GIL while it hashes more
-than 64 KiB and ``preadv`` while it copies, so the two threads do run at once.
+Measured on a 2-core VM (page cache warm, fresh page-aligned destination, machine
+shared and loaded; best of 9 at 100 MiB, of 31 at 8 MiB): 100 MiB took 58 ms read
+then hashed, 45 ms hashed chunk by chunk on one thread, 48 ms shared by two
+threads and 62 ms with one thread reading and the other hashing (``np.load``
+40 ms, the copy into a preallocated buffer 19 ms); 8 MiB 1.66 / 1.24 / 1.34 ms
+(``np.load`` 1.48). At a quieter moment (load 1, median, into a destination that
+was not 64-byte aligned) sharing halved the 100 MiB read (85 -> 45 ms) where one
+reader plus one hasher saved 5%: the copy, not the hash, is the long part, so a
+pure reader/hasher split cannot approach ``max(read, hash)``. Under load the
+second thread is often descheduled while it holds the GIL, which is why sharing
+starts only where the copy is long (``_SPLIT_MIN`` in :mod:`metricache._hashio`).
+xxhash (4.1.0 here) releases the GIL while it hashes more than 64 KiB, and
+``preadv`` while it copies, so the two threads do run at once.
 
 Writes cannot be shared that way (the file system serialises writes to one file),
 so :func:`write_hashed` writes on the caller's thread while the hashing thread
@@ -37,10 +38,11 @@ import itertools
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
-__all__ = ["hash_pool", "read_hashed", "write_hashed"]
+from ._hashthread import submit
+
+__all__ = ["read_hashed", "write_hashed"]
 
 #: Bytes per chunk of a read: 1, 2 and 4 MiB measured alike at 8 and 100 MiB
 #: (256 KiB cost 20% more in handoffs); a chunk is still in the CPU cache when hashed.
@@ -48,26 +50,6 @@ READ_CHUNK = 2 << 20
 #: Bytes per hasher call when a write is hashed on the hashing thread (one pass
 #: over memory feeds both hashers while the piece is in the cache).
 WRITE_CHUNK = 1 << 20
-
-_executor: ThreadPoolExecutor | None = None
-
-
-def hash_pool() -> ThreadPoolExecutor:
-    """The one hashing thread, started on first use."""
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metricache-hash")
-    return _executor
-
-
-def _forget_pool() -> None:
-    """In a forked child: the parent's thread is not there, so start a new one on demand."""
-    global _executor
-    _executor = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
 
 
 class _SharedRead:
@@ -96,15 +78,17 @@ class _SharedRead:
         if not shared:
             self._work()
             return self._result()
-        helper = hash_pool().submit(self._help)
+        helper = submit(self._help)
         try:
             self._work()
-        except BaseException:
-            self._stop = True  # an interrupt: the helper stops after its current chunk
-            raise
-        finally:
             if not helper.cancel():
-                _wait_out(helper)  # it may still be copying into the buffer
+                helper.wait()  # it may still be copying its last chunk
+        except BaseException:
+            # An interrupt: the helper stops after its chunk (its view keeps the
+            # buffer alive meanwhile) and the half-filled buffer is never returned.
+            self._stop = True
+            helper.cancel()
+            raise
         if self._error is not None:
             raise self._error
         with self._lock:
@@ -155,20 +139,6 @@ class _SharedRead:
             self._fed += 1
 
 
-def _wait_out(pending: Future[Any]) -> None:
-    """Wait until *pending* is done, even through an interrupt (re-raised after)."""
-    interrupted: KeyboardInterrupt | None = None
-    while True:
-        try:
-            wait([pending])
-        except KeyboardInterrupt as err:
-            interrupted = err
-            continue
-        if interrupted is not None:
-            raise interrupted
-        return
-
-
 def read_hashed(
     fd: int,
     view: memoryview,
@@ -196,12 +166,11 @@ def write_hashed(
     Returns once both are done (the caller may then free the buffer). If the
     hashing thread is busy with other work, this thread hashes after writing.
     """
-    pending = hash_pool().submit(feed, view)
+    pending = submit(lambda: feed(view))
     try:
         write(view)
     except BaseException:
-        if not pending.cancel():
-            _wait_out(pending)  # the buffer must not be freed while it is hashed
+        pending.cancel()  # if it started, its view keeps the buffer alive until it is done
         raise
     if pending.cancel():  # the hashing thread did not get to it
         feed(view)
