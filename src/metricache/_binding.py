@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ._keys import Key, describe, param_key
@@ -15,21 +14,35 @@ _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_O
 _NO_DEFAULT: Any = object()
 
 
-@dataclass(frozen=True)
 class Call:
-    """One call of a collected function, bound through its signature (defaults applied)."""
+    """One call of a collected function, bound through its signature (defaults applied).
 
-    #: The canonical key of every argument, in parameter order: equal keys, same call.
-    key: Key
-    #: Values of the positional parameters, then any ``*args``.
-    positional: tuple[Any, ...]
-    #: ``(name, value)`` of keyword-only parameters, then any ``**kwargs`` (sorted).
-    keywords: tuple[tuple[str, Any], ...]
-    #: Whether ``**kwargs`` received anything (such names are always hashed).
-    var_keywords: bool
-    #: The arguments as given, which the metric function is called with.
-    args: tuple[Any, ...] = field(compare=False)
-    kwargs: dict[str, Any] = field(compare=False)
+    A slotted class rather than a frozen dataclass: one is made per first call of a
+    parameter set, and a frozen dataclass's ``__init__`` costs a few microseconds.
+    """
+
+    __slots__ = ("args", "key", "keywords", "kwargs", "positional", "var_keywords")
+
+    def __init__(
+        self,
+        key: Key,
+        positional: tuple[Any, ...],
+        keywords: tuple[tuple[str, Any], ...],
+        var_keywords: bool,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        #: The canonical key of every argument, in parameter order: equal keys, same call.
+        self.key = key
+        #: Values of the positional parameters, then any ``*args``.
+        self.positional = positional
+        #: ``(name, value)`` of keyword-only parameters, then any ``**kwargs`` (sorted).
+        self.keywords = keywords
+        #: Whether ``**kwargs`` received anything (such names are always hashed).
+        self.var_keywords = var_keywords
+        #: The arguments as given, which the metric function is called with.
+        self.args = args
+        self.kwargs = kwargs
 
     @property
     def values(self) -> tuple[Any, ...]:

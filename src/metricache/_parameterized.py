@@ -133,7 +133,11 @@ class CollectedMetric:
         name = self._resolved.get(spelled)
         if name is not None:
             return name
-        call = self._bind(args, kwargs)
+        if spelled is not None and not kwargs and len(args) == self._binder.arity:
+            # Every parameter given positionally: the spelling key is the call's key.
+            call = self._binder.bind(args, kwargs, key=spelled)
+        else:
+            call = self._bind(args, kwargs)
         name = self._names.get(call.key) or self._lazy_name(call)
         if name is None:
             name = self._create(call)
@@ -252,7 +256,9 @@ class CollectedMetric:
             item = self._lazy.get(name)
             found = item is not None and self._bind(*_as_call(item)).key == call.key
             return name if found else None
-        return name if self._manager.declares(name, self._owner(call)) else None
+        self._manager.functions_dict.get(name)  # a lazily declared name makes its call
+        declared = self._calls.get(name)
+        return name if declared is not None and declared.key == call.key else None
 
     def _declare(self, item: Any) -> str:
         """Bind one ``params_list`` item and name it; a call declared twice keeps one name."""
