@@ -26,6 +26,7 @@ import scenario_many
 import scenario_memory
 import scenario_miss
 import scenario_open
+import scenario_parallel
 import scenario_s3
 import scenario_tiny
 from common import Config, Scratch
@@ -42,6 +43,7 @@ SCENARIOS: dict[str, Scenario] = {
     "frames": scenario_frames.run,
     "tiny": scenario_tiny.run,
     "s3": scenario_s3.run,
+    "parallel": scenario_parallel.run,
 }
 
 FOOTNOTES = [

@@ -38,6 +38,11 @@ TITLES = [
     "(s) S3 put, 1 MiB float64 array",
     "(s) S3 get, 1 MiB float64 array",
     "(s) S3 small hit, 100 float64 values",
+    "(p) get_all over 100 small entries",
+    "(p) get_all over 4 x 1 MiB entries",
+    "(p) get_all over 4 CPU-bound entries (~50 ms each)",
+    "(p) declare 100,000 parameter sets",
+    "(p) first lookups of 1,000 declared sets (of 100,000)",
 ]
 
 
@@ -51,7 +56,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, 
         cwd=tmp_path_factory.getbasetemp(),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=280,  # the parallel scenario starts worker pools and a Dask cluster
     )
     assert done.returncode == 0, done.stderr
     return done.stdout, json.loads(dump.read_text())
@@ -92,8 +97,9 @@ def test_reports_each_target_with_a_verdict(quick_run: tuple[str, dict[str, obje
     out, dump = quick_run
     targets = [t for table in dump["tables"] for t in table["targets"]]
     # memory hit 3, disk hit 2 per size, miss 2 per size, fill 2, cold read 2, open 1,
-    # frame hit 1, frame miss 1, tiny fill 1, tiny cold read 2, S3 put 1, get 1, small hit 1
-    assert len(targets) == 3 + 2 * 3 + 2 * 3 + 2 + 2 + 1 + 2 + 3 + 3
+    # frame hit 1, frame miss 1, tiny fill 1, tiny cold read 2, S3 put 1, get 1, small hit 1,
+    # parallel CPU-bound 2
+    assert len(targets) == 3 + 2 * 3 + 2 * 3 + 2 + 2 + 1 + 2 + 3 + 3 + 2
     verdicts = [line for line in out.splitlines() if line.strip().startswith("target:")]
     assert len(verdicts) == len(targets)
     assert all(line.endswith(("PASS", "MISS")) for line in verdicts)
