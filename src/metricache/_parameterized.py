@@ -16,12 +16,11 @@ from typing import Any, Protocol
 
 from ._binding import Binder, Call
 from ._fronts import RESERVED, make_decorated, make_front
+from ._gridnames import canonical_plain, grid_names
 from ._keys import Key, call_digest, describe, param_key
 from ._names import (
     all_valid,
-    canonical_plain,
     default_name_generation_function,
-    grid_names,
     hashed_name,
     plain_name,
     seed_faithful,
