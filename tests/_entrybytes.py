@@ -9,6 +9,7 @@ sqlite3, as a damaged disk or a curious user would).
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,19 @@ class Slot:
         try:
             with conn:
                 conn.execute("UPDATE blobs SET data = ? WHERE key = ?", (data, self.key))
+        finally:
+            conn.close()
+
+    def commit_bytes(self, data: bytes, packed: bool) -> None:
+        """Put *data* under the key as a writer's commit would, in the index or a file."""
+        if not packed:
+            self.file.write_bytes(data)
+            return
+        conn = sqlite3.connect(self.folder / INDEX_KEY)
+        try:
+            with conn:
+                row = (self.key, data, time.time(), "restored")
+                conn.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?)", row)
         finally:
             conn.close()
 

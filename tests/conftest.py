@@ -19,6 +19,7 @@ from metricache import (
     PickleStorageInterface,
     StorageInterface,
 )
+from metricache._homes import ENV_VAR
 from metricache._layout import record_key
 
 from ._s3server import S3Server
@@ -79,6 +80,30 @@ class Counter:
 def counter() -> Counter:
     """A call-counting metric function returning 42."""
     return Counter()
+
+
+@pytest.fixture(autouse=True)
+def _per_file_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """New folders get one file per entry: most suites look at the files themselves.
+
+    The suites that prove safety ask for :func:`home` (both homes in turn); the
+    packed home's own tests for :func:`detected_home`. Spawned and forked workers
+    inherit the choice through the environment.
+    """
+    monkeypatch.setenv(ENV_VAR, "0")
+
+
+@pytest.fixture(params=["files", "packed"])
+def home(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where new folders keep their entries, each in turn: one file each, or packed."""
+    monkeypatch.setenv(ENV_VAR, "1" if request.param == "packed" else "0")
+    return str(request.param)
+
+
+@pytest.fixture
+def detected_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    """New folders get the home metricache detects (packed on a local disk)."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
 
 
 @pytest.fixture(autouse=True)

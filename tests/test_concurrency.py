@@ -28,6 +28,9 @@ from metricache._locking import LOCK_DIR, LocalLocks, LockProvider, ThreadLocks
 from . import _workers
 from ._workers import PATIENCE, calls, manager, touch
 
+#: The safety properties hold in both homes: one file per entry, and packed.
+pytestmark = pytest.mark.usefixtures("home")
+
 SPAWN = multiprocessing.get_context("spawn")
 
 Result = tuple[int, str, Any]

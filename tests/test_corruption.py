@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +19,13 @@ from metricache import (
     NpyStorageInterface,
     StorageInterface,
 )
+from metricache._layout import data_key, record_key
 
-from .conftest import Counter, record_file
+from ._entrybytes import Slot, snapshot
+from .conftest import Counter
+
+#: The safety properties hold in both homes: one file per entry, and packed.
+pytestmark = pytest.mark.usefixtures("home")
 
 QUARANTINE = Path(".metricache") / "quarantine"
 VALUE = np.arange(200)
@@ -29,15 +34,15 @@ OTHER = np.arange(3)
 
 @dataclass
 class Entry:
-    """The files of the stored metric ``m`` (and of its neighbour ``other``)."""
+    """The stored bytes of metric ``m`` (and of its neighbour ``other``), in any home."""
 
     folder: Path
-    data: Path
-    record: Path
-    other_record: Path
+    data: Slot
+    record: Slot
+    other_record: Slot
 
 
-def flip_byte(entry: Entry) -> Path:
+def flip_byte(entry: Entry) -> Slot:
     """Invert one byte in the middle of the data file (same size)."""
     raw = bytearray(entry.data.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
@@ -45,45 +50,45 @@ def flip_byte(entry: Entry) -> Path:
     return entry.data
 
 
-def truncate(entry: Entry) -> Path:
+def truncate(entry: Entry) -> Slot:
     """Cut the data file in half."""
     raw = entry.data.read_bytes()
     entry.data.write_bytes(raw[: len(raw) // 2])
     return entry.data
 
 
-def zero_bytes(entry: Entry) -> Path:
+def zero_bytes(entry: Entry) -> Slot:
     """Empty the data file."""
     entry.data.write_bytes(b"")
     return entry.data
 
 
-def random_bytes(entry: Entry) -> Path:
+def random_bytes(entry: Entry) -> Slot:
     """Replace the data file by as many random bytes."""
-    size = entry.data.stat().st_size
+    size = entry.data.size()
     entry.data.write_bytes(random.Random(size).randbytes(size))
     return entry.data
 
 
-def json_text(entry: Entry) -> Path:
+def json_text(entry: Entry) -> Slot:
     """Replace the data file by a JSON text (an '.npz' that is really a '.json')."""
     entry.data.write_bytes(b'{"value": [1, 2, 3]}\n')
     return entry.data
 
 
-def garbage_record(entry: Entry) -> Path:
+def garbage_record(entry: Entry) -> Slot:
     """Replace the metadata record by bytes that are not JSON."""
     entry.record.write_bytes(b'\x00{"format": 1, "current": ')
     return entry.record
 
 
-def foreign_record(entry: Entry) -> Path:
+def foreign_record(entry: Entry) -> Slot:
     """Copy another metric's record over this one's."""
-    shutil.copyfile(entry.other_record, entry.record)
+    entry.record.write_bytes(entry.other_record.read_bytes())
     return entry.record
 
 
-CORRUPTIONS: dict[str, Callable[[Entry], Path]] = {
+CORRUPTIONS: dict[str, Callable[[Entry], Slot]] = {
     f.__name__: f
     for f in (
         flip_byte,
@@ -124,19 +129,10 @@ def stored_entry(storage_class: type[StorageInterface], folder: Path) -> Entry:
     ext = CM.storage_interface.file_ext
     return Entry(
         folder,
-        folder / f"m{ext}",
-        record_file(folder, "m", ext),
-        record_file(folder, "other", ext),
+        Slot(folder, data_key("m", ext)),
+        Slot(folder, record_key("m", ext)),
+        Slot(folder, record_key("other", ext)),
     )
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under *folder* with its bytes (lock files are not entries: left out)."""
-    return {
-        str(p.relative_to(folder)): p.read_bytes()
-        for p in folder.rglob("*")
-        if p.is_file() and "locks" not in p.parts
-    }
 
 
 def same(value: object, expected: np.ndarray) -> bool:
@@ -195,7 +191,7 @@ def test_raise_names_the_file_and_deletes_nothing(
         with pytest.raises(CorruptEntryError) as caught:
             call("m")
         message = str(caught.value)
-        assert message.startswith(str(bad_file))
+        assert message.startswith(bad_file.where())
         assert caught.match(PROBLEMS.get(corruption, DATA_PROBLEM))
     assert counter.calls == 0
     assert "m" not in CM.cache
@@ -223,7 +219,7 @@ def test_verify_false_still_checks_the_size(
     entry = stored_entry(storage_class, tmp_path)
     truncate(entry)
     CM = manager(storage_class(tmp_path, verify=False), Counter(), on_corrupt="raise")  # type: ignore[call-arg]
-    with pytest.raises(CorruptEntryError, match=str(entry.data)):
+    with pytest.raises(CorruptEntryError, match=re.escape(entry.data.where())):
         CM.get("m")
 
 
@@ -231,7 +227,7 @@ def test_verify_false_size_check_catches_a_truncation_that_still_parses(tmp_path
     # '123456' cut to '12345' is still valid JSON: only the size check can notice.
     CM = manager(JsonStorageInterface(tmp_path), Counter(123456))
     CM.get("m")
-    data = tmp_path / "m.json"
+    data = Slot(tmp_path, "m.json")
     data.write_bytes(data.read_bytes()[:-1])
     CM = manager(JsonStorageInterface(tmp_path, verify=False), Counter(), on_corrupt="raise")
     with pytest.raises(CorruptEntryError, match="does not match its metadata"):
@@ -243,7 +239,8 @@ def test_verify_detects_a_flip_that_mmap_loads_skip(tmp_path: Path) -> None:
     CM = manager(NpyStorageInterface(tmp_path, mmap_mode="r"), Counter(original))
     CM.get("m")
     assert CM.verify("m") == CM.info("m")
-    flip_byte(Entry(tmp_path, tmp_path / "m.npy", record_file(tmp_path, "m", ".npy"), Path()))
+    flip_byte(Entry(tmp_path, Slot(tmp_path, "m.npy"), Slot(tmp_path, record_key("m", ".npy")),
+                    Slot(tmp_path, "")))  # fmt: skip
 
     fresh = manager(NpyStorageInterface(tmp_path, mmap_mode="r"), Counter(), on_corrupt="raise")
     # Memory-mapped loads are O(1): they check the size, not the checksum.

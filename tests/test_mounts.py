@@ -18,6 +18,9 @@ from metricache._layout import INDEX_KEY, LAYOUT_KEY
 from metricache._mounts import filesystem_of, is_network_filesystem
 from metricache._packed import PackedStore
 
+#: Every test here sees the home metricache detects, whatever the suite default.
+pytestmark = pytest.mark.usefixtures("detected_home")
+
 
 def mount_table(tmp_path: Path, mounts: list[tuple[str, str]]) -> str:
     """A mountinfo file with one line per ``(mount point, type)``, root first.

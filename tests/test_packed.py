@@ -42,6 +42,9 @@ from ._workers import PATIENCE
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: Every test here sees the home metricache detects, whatever the suite default.
+pytestmark = pytest.mark.usefixtures("detected_home")
+
 
 def index_keys(folder: Path) -> set[str]:
     """Every key in the folder's index (read with plain sqlite3)."""

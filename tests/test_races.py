@@ -19,7 +19,11 @@ import pytest
 from metricache import NpzStorageInterface
 from metricache.exceptions import MetricNotStoredError
 
+from ._entrybytes import Slot
 from ._race_workers import VALUES, is_one_of_values, race_role
+
+#: The safety properties hold in both homes: one file per entry, and packed.
+pytestmark = pytest.mark.usefixtures("home")
 
 STRESS = os.environ.get("METRICACHE_STRESS") == "1"
 SECONDS = 60.0 if STRESS else 4.0
@@ -58,9 +62,10 @@ def test_data_left_by_a_delete_racing_a_writer_is_not_read_hint_less(tmp_path: P
     # was read as a legacy file: 2**70 came back as array('400000...', dtype='<U18').
     storage = NpzStorageInterface(tmp_path)
     storage.save("m", 2**70)
-    data = (tmp_path / "m.npz").read_bytes()
+    slot = Slot(tmp_path, "m.npz")
+    packed, data = slot.packed(), slot.read_bytes()
     storage.delete("m")
-    (tmp_path / "m.npz").write_bytes(data)  # the commit that landed after the delete
+    slot.commit_bytes(data, packed)  # the commit that landed after the delete
     with pytest.raises(MetricNotStoredError):
         storage.load("m")
     assert storage.info("m") is None

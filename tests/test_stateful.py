@@ -27,6 +27,9 @@ from metricache import (
     NpyStorageInterface,
     NpzStorageInterface,
 )
+from metricache._homes import FILES, PACKED, record_home
+
+from ._entrybytes import Slot
 
 NAMES = st.sampled_from(["a", "b", "c"])
 
@@ -40,10 +43,14 @@ class CacheMachine(RuleBasedStateMachine):
     """Drives one manager (reopened at will) over one folder."""
 
     storage_class: ClassVar[type[FileStorageInterface]]
+    #: Whether the folder is packed (small entries in the index) or one file per entry.
+    packed: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
         self.folder = Path(tempfile.mkdtemp(prefix="metricache-stateful-"))
+        # Recorded before the first write: every interface opened here follows it.
+        record_home(str(self.folder), PACKED if self.packed else FILES)
         self.computed = 0
         self.memory: dict[str, int] = {}  # name -> k of the value held in memory
         self.stored: dict[str, int] = {}  # name -> k of the value in the store
@@ -125,7 +132,7 @@ class CacheMachine(RuleBasedStateMachine):
     def corrupt(self, name: str, truncate: bool, where: float) -> None:
         if name not in self.stored:
             return
-        path = self.folder / f"{name}{self.CM.storage_interface.file_ext}"
+        path = Slot(self.folder, f"{name}{self.CM.storage_interface.file_ext}")
         raw = bytearray(path.read_bytes())
         if not raw:
             return  # already truncated to nothing: damaged, and stays so
@@ -163,7 +170,19 @@ class NpyMachine(CacheMachine):
     storage_class = NpyStorageInterface
 
 
+class PackedNpzMachine(NpzMachine):
+    packed = True
+
+
+class PackedNpyMachine(NpyMachine):
+    packed = True
+
+
 TestNpzCache = NpzMachine.TestCase
 TestNpzCache.settings = FAST
 TestNpyCache = NpyMachine.TestCase
 TestNpyCache.settings = FAST
+TestPackedNpzCache = PackedNpzMachine.TestCase
+TestPackedNpzCache.settings = FAST
+TestPackedNpyCache = PackedNpyMachine.TestCase
+TestPackedNpyCache.settings = FAST

@@ -36,6 +36,7 @@ from metricache import (
     StorageInterface,
     UnsupportedValueError,
 )
+from metricache._homes import ENV_VAR
 
 from ._compare import assert_same
 from .conftest import CONTRACT_CLASSES
@@ -82,10 +83,12 @@ class Place:
         return sorted((k[len(root.rstrip("/")) + 1 :], v["size"]) for k, v in found.items())
 
 
-@pytest.fixture(params=["local", "memory", "s3"])
+@pytest.fixture(params=["local", "packed", "memory", "s3"])
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Place:
-    """The folder a contract test runs in: local, ``memory://`` and S3 (moto) in turn."""
-    if request.param == "local":
+    """The folder of a contract test: local (per-file, then packed), ``memory://``, S3."""
+    if request.param in ("local", "packed"):
+        monkeypatch = request.getfixturevalue("monkeypatch")
+        monkeypatch.setenv(ENV_VAR, "1" if request.param == "packed" else "0")
         return Place(tmp_path)
     if request.param == "memory":
         return Place(f"memory://{uuid.uuid4().hex}/cache")

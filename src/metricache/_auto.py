@@ -24,6 +24,7 @@ from ._filestorage import FileStorageInterface
 from ._interface import not_stored_message
 from ._locking import LockProvider
 from ._meta import EntryInfo
+from ._packed import PackedStore, maybe_present
 from ._store import Store
 from .codecs import Codec, FrameCodec, JsonCodec, NpyCodec, NpzCodec, _values
 from .exceptions import (
@@ -206,8 +207,9 @@ class AutoStorageInterface(FileStorageInterface):
         info = entries.write(name, value, duration, provenance)
         # Only now, with the new entry complete: a crash before this loop leaves two
         # entries, and loads take the newer.
-        for other in self._formats.values():
-            if other is not entries and self._has_any(other, name):
+        others = [e for e in self._formats.values() if e is not entries]
+        for other in maybe_present(self.store, name, others):
+            if self._has_any(other, name):
                 housekeeping.delete(other, name)
         return info
 
@@ -230,6 +232,9 @@ class AutoStorageInterface(FileStorageInterface):
         if starting is not None:
             keys = set(starting(name))
             return [e for e in self._formats.values() if e.data_key(name) in keys]
+        if isinstance(self.store, PackedStore):  # one index query for every format
+            found = self.store.existing([e.data_key(name) for e in self._formats.values()])
+            return [e for e in self._formats.values() if e.data_key(name) in found]
         return [e for e in self._formats.values() if e.exists(name)]
 
     def _format_of(self, name: str) -> Entries | None:

@@ -116,9 +116,10 @@ class FileStorageInterface(StorageInterface):
             path = local_path_of(self.metrics_dir)
             _check_folder(path)
             # getattr: an interface pickled by an older version has no `packed`.
-            self.store = open_local_store(
-                path, getattr(self, "packed", None), durable=self.durable
-            )
+            packed = getattr(self, "packed", None)
+            if packed is None and getattr(self, "mmap_mode", None) is not None:
+                packed = False  # memory-mapped loads need a file per entry
+            self.store = open_local_store(path, packed, durable=self.durable)
             self._default_locks = LocalLocks(path)
         else:
             self.store = self.custom_store

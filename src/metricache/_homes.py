@@ -138,6 +138,16 @@ def auto_home(root: str, mountinfo: str = MOUNTINFO) -> str:
     return PACKED
 
 
+def _would_pack(root: str, packed: bool | None, mountinfo: str) -> bool:
+    """Whether a writer would pack now, without recording anything (see :func:`_settle`)."""
+    recorded = recorded_home(root)
+    if recorded is None:
+        recorded = auto_home(root, mountinfo) if packed is None else (PACKED if packed else FILES)
+    elif recorded == FILES and packed:
+        recorded = PACKED
+    return recorded == PACKED and packed is not False
+
+
 def _settle(root: str, packed: bool | None, mountinfo: str) -> bool:
     """Settle folder *root*'s home before a first write; whether this writer packs."""
     recorded = recorded_home(root)
@@ -165,5 +175,6 @@ def open_local_store(
         root,
         lambda: _settle(root, packed, mountinfo),
         lambda: packed_since_empty(root),
+        lambda: _would_pack(root, packed, mountinfo),
         durable=durable,
     )

@@ -181,6 +181,13 @@ class Index:
         sql = "SELECT 1 FROM blobs WHERE key = ?"
         return self._run(False, False, lambda c: c.execute(sql, (key,)).fetchone() is not None)
 
+    def present(self, keys: list[str]) -> set[str]:
+        """Which of *keys* have a row (one query)."""
+        if not keys:
+            return set()
+        sql = f"SELECT key FROM blobs WHERE key IN ({', '.join('?' * len(keys))})"
+        return self._run(False, set(), lambda c: {r[0] for r in c.execute(sql, keys)})
+
     def put(self, key: str, data: bytes | memoryview, ident: str) -> float:
         """Store *data* under *key* (in the open transaction, if any); return its stamp."""
         stamp = time.time()
@@ -216,6 +223,19 @@ class Index:
         column = "data" if with_data else "x''"
         sql = f"SELECT key, {column} FROM blobs WHERE key >= ? AND key < ? ORDER BY key"
         return self._run(False, [], lambda c: c.execute(sql, (low, high)).fetchall())
+
+    def iter_scan(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        """``(key, data)`` under folder *prefix*, streamed (a listing of a million keys)."""
+        conn = self._run(False, None, lambda c: c)
+        if conn is None:
+            return
+        sql = "SELECT key, data FROM blobs WHERE key >= ? AND key < ? ORDER BY key"
+        try:
+            cursor = conn.execute(sql, (prefix + "/", prefix + "0"))
+            while rows := cursor.fetchmany(4096):
+                yield from rows
+        except sqlite3.DatabaseError as err:
+            raise self._translate(err) from None
 
     def folders(self, prefix: str) -> list[str]:
         """Names of the folders directly inside *prefix* holding keys (a skip scan)."""

@@ -21,8 +21,8 @@ from ._layout import (
     suffix_of_record_dir,
 )
 from ._meta import EntryInfo, decode_current, decode_record
-from ._packed import legacy_files_possible
-from ._store import Store
+from ._packed import PackedStore, legacy_files_possible
+from ._store import LocalStore, Store
 from ._verified import hash_whole
 from .codecs import codec_registry
 from .exceptions import CorruptEntryError
@@ -77,6 +77,12 @@ class _Found:
     name: str
     suffix: str
     record: str
+    #: The record's bytes when read with the listing (a packed index), else None.
+    raw: bytes | None = None
+
+    def read(self, store: Store) -> bytes:
+        """The record's bytes."""
+        return self.raw if self.raw is not None else store.read_bytes(self.record)
 
 
 def _suffixes(store: Store) -> dict[str, str]:
@@ -92,6 +98,9 @@ def _records(store: Store, suffixes: dict[str, str]) -> Iterator[_Found]:
     """Every record in the folder: this version's, then 0.1's (one per name)."""
     for suffix in suffixes:
         folder = record_dir(suffix)
+        if isinstance(store, PackedStore):
+            yield from _packed_records(store, folder, suffix)
+            continue
         for f in store.list(folder):
             if f.endswith(RECORD_SUFFIX):
                 yield _Found(f[: -len(RECORD_SUFFIX)], suffix, f"{folder}/{f}")
@@ -102,6 +111,25 @@ def _records(store: Store, suffixes: dict[str, str]) -> Iterator[_Found]:
             codec = _old_record_codec(store, key, name)
             if codec in by_codec:
                 yield _Found(name, by_codec[codec], key)
+
+
+def _packed_records(store: PackedStore, folder: str, suffix: str) -> Iterator[_Found]:
+    """The records of one folder of a packed store, read in one pass over the index.
+
+    A record that also has a file (a per-file writer's) is read the usual way,
+    which picks the newer copy.
+    """
+    files = set(LocalStore.list(store, folder))
+    start = len(folder) + 1
+    for key, raw in store.index.iter_scan(folder):
+        f = key[start:]
+        if "/" in f or not f.endswith(RECORD_SUFFIX):
+            continue
+        yield _Found(f[: -len(RECORD_SUFFIX)], suffix, key, None if f in files else raw)
+        files.discard(f)
+    for f in files:
+        if f.endswith(RECORD_SUFFIX):
+            yield _Found(f[: -len(RECORD_SUFFIX)], suffix, f"{folder}/{f}")
 
 
 def _old_record_codec(store: Store, key: str, name: str) -> str | None:
@@ -124,7 +152,7 @@ def list_entries(store: Store) -> Iterator[EntryInfo]:
         if (rec.name, rec.suffix) in found or data_key(rec.name, rec.suffix) not in files:
             continue
         try:
-            found[rec.name, rec.suffix] = decode_current(store.read_bytes(rec.record), rec.name)
+            found[rec.name, rec.suffix] = decode_current(rec.read(store), rec.name)
         except (OSError, CorruptEntryError):
             continue
     legacy = _legacy_files(files, suffixes) if legacy_files_possible(store) else iter(())
@@ -189,7 +217,7 @@ def check_folder(store: Store) -> CheckReport:
 def _check_one(store: Store, rec: _Found, report: CheckReport) -> None:
     key = data_key(rec.name, rec.suffix)
     try:
-        current, previous = decode_record(store.read_bytes(rec.record), rec.name)
+        current, previous = decode_record(rec.read(store), rec.name)
         with store.open_read(key) as f:
             size, checksum = hash_whole(f)
     except CorruptEntryError as err:

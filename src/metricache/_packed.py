@@ -27,15 +27,27 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from ._index import Index, Row
-from ._layout import INDEX_KEY, META_DIR, PACKED_MAX, QUARANTINE_DIR, fits_index
+from ._layout import (
+    INDEX_KEY,
+    META_DIR,
+    PACKED_MAX,
+    QUARANTINE_DIR,
+    data_key,
+    fits_index,
+    old_record_key,
+    record_key,
+)
 from ._safeopen import RECORD_MAX
 from ._store import LocalStore, Staged, StatResult
 from .exceptions import CorruptEntryError
 
-__all__ = ["PackedStore", "legacy_files_possible", "transaction_for"]
+if TYPE_CHECKING:
+    from ._entries import Entries
+
+__all__ = ["PackedStore", "legacy_files_possible", "maybe_present", "transaction_for"]
 
 T = TypeVar("T")
 
@@ -53,7 +65,7 @@ class _PackedStaged(Staged[T]):
 
     def __init__(self, store: PackedStore, key: str, data: bytes, result: T) -> None:
         self._store, self._key, self._data, self.result = store, key, data, result
-        self.identity = uuid.uuid4().hex[:16]
+        self.identity = os.urandom(8).hex()
 
     def commit(self) -> str | None:
         self._store.put_packed(self._key, self._data, self.identity or "")
@@ -91,6 +103,7 @@ class PackedStore(LocalStore):
         root: str | os.PathLike[str],
         packs: Callable[[], bool],
         since_empty: Callable[[], bool | None] = lambda: None,
+        would_pack: Callable[[], bool] | None = None,
         *,
         durable: bool = False,
         max_packed: int = PACKED_MAX,
@@ -100,6 +113,7 @@ class PackedStore(LocalStore):
         self.index = Index(self.index_path, durable, self._quarantine_index)
         self._settle, self.max_packed = packs, max_packed
         self._packs: bool | None = None
+        self._would_pack = would_pack or packs
         self._since_empty, self._no_legacy, self._root_made = since_empty, False, False
         self._local = threading.local()  # keys whose file copies go after the commit
 
@@ -111,6 +125,14 @@ class PackedStore(LocalStore):
         if self._packs is None:
             self._packs = bool(self._settle())
         return self._packs
+
+    def _packs_soon(self) -> bool:
+        """Whether a write staged now will be packed: known, or guessed without recording.
+
+        The folder's layout is recorded by the first commit (a record or data), so
+        a value that fails to encode leaves nothing behind.
+        """
+        return self._packs if self._packs is not None else bool(self._would_pack())
 
     def no_legacy(self) -> bool:
         """Whether every data file here has (or had) a record: packed since the first write."""
@@ -162,6 +184,11 @@ class PackedStore(LocalStore):
     def exists(self, key: str) -> bool:
         return (fits_index(key) and self.index.has(key)) or super().exists(key)
 
+    def existing(self, keys: builtins.list[str]) -> set[str]:
+        """Which of *keys* hold bytes, in either home (one index query for all)."""
+        found = self.index.present([k for k in keys if fits_index(k)])
+        return found | {k for k in keys if k not in found and LocalStore.exists(self, k)}
+
     def local_path(self, key: str) -> Path | None:
         return None if self._row(key) is not None else super().local_path(key)
 
@@ -194,7 +221,7 @@ class PackedStore(LocalStore):
         size_hint: int | None = None,
     ) -> Staged[T]:
         small = size_hint is None or size_hint < self.max_packed
-        if not (small and fits_index(key) and self.packs()):
+        if not (small and fits_index(key) and self._packs_soon()):
             inner = super().stage(key, write, durable=durable, size_hint=size_hint)
             return _FileStaged(self, key, inner, inner.result)
         buffer = io.BytesIO()
@@ -219,11 +246,18 @@ class PackedStore(LocalStore):
             return result
         buffer = io.BytesIO()
         result = write(buffer)
-        self.put_packed(key, buffer.getvalue(), uuid.uuid4().hex[:16])
+        self.put_packed(key, buffer.getvalue(), os.urandom(8).hex())
         return result
 
     def put_packed(self, key: str, data: bytes, ident: str) -> None:
-        """Commit *data* under *key* in the index; its file copy goes after the commit."""
+        """Commit *data* under *key* in the index; its file copy goes after the commit.
+
+        If the folder turned out to be per-file (another process recorded it first),
+        the bytes become a file instead, atomically as ever.
+        """
+        if not self.packs():
+            LocalStore.put_atomic(self, key, lambda f: f.write(data))
+            return
         self._check_root_dir(key, reading=False)
         self._make_root_dir()
         self.index.put(key, data, ident)
@@ -251,6 +285,9 @@ class PackedStore(LocalStore):
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """One index transaction; file copies of its keys are removed once it commits."""
+        if not self.packs():
+            yield  # a per-file folder: each commit is atomic alone
+            return
         self._make_root_dir()
         outer = getattr(self._local, "pending", None) is None
         if outer:
@@ -305,3 +342,18 @@ def transaction_for(store: object, staged: object) -> AbstractContextManager[Non
 def legacy_files_possible(store: object) -> bool:
     """Whether data without a record in *store* may be a legacy entry (see ``no_legacy``)."""
     return not (isinstance(store, PackedStore) and store.no_legacy())
+
+
+def maybe_present(store: object, name: str, formats: list[Entries]) -> list[Entries]:
+    """The *formats* that may hold data or a record of *name* (a superset; exact elsewhere).
+
+    On a packed store one index query answers for every format; elsewhere each is
+    returned, for the caller's exact check.
+    """
+    if not isinstance(store, PackedStore):
+        return formats
+    keys = {e: (data_key(name, e.suffix), record_key(name, e.suffix)) for e in formats}
+    found = store.existing([k for pair in keys.values() for k in pair] + [old_record_key(name)])
+    if old_record_key(name) in found:
+        return formats  # a 0.1 record may describe any format's data
+    return [e for e, pair in keys.items() if found.intersection(pair)]
