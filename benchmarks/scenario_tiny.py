@@ -133,7 +133,7 @@ def _per_entry(rows: list[Row], n: int) -> None:
 
 
 def small_tables(config: Config, scratch: Scratch) -> Iterator[Table]:
-    n = 300 if config.quick else 10_000
+    n = 100 if config.quick else 10_000
     _values(n)
     folders = {k: Folder(scratch, k) for k in ("diskcache", "packed", "files", "numpy")}
     packed_fill = MetricacheRun(folders["packed"], n, None, renew=True)
@@ -173,7 +173,7 @@ def small_tables(config: Config, scratch: Scratch) -> Iterator[Table]:
         Contender(FILES, files_read.each, files_read.setup, number=1),
         _numpy_read(folders["numpy"], n),
     ]
-    rows = measure(contenders, config.read_rounds, warmup=False)
+    rows = measure(contenders, 3 if config.quick else config.read_rounds, warmup=False)
     disk_read.close()
     _per_entry(rows, n)
     yield Table(
