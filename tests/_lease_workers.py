@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from metricache import (
+    AutoStorageInterface,
     DatedCacheManager,
     NpzStorageInterface,
     ParameterizedDatedCacheManager,
@@ -55,11 +56,21 @@ def decode(value: Any) -> str:
 
 
 def lease_manager(
-    url: str, options: dict[str, Any], ttl: float, log: str, tag: str, **slow_options: Any
+    url: str,
+    options: dict[str, Any],
+    ttl: float,
+    log: str,
+    tag: str,
+    interface: str = "npz",
+    **slow_options: Any,
 ) -> DatedCacheManager:
-    """A manager over the S3 folder *url* with leases of *ttl* s, defining ``slow``."""
+    """A manager over the S3 folder *url* with leases of *ttl* s, defining ``slow``.
+
+    *interface* is ``"npz"`` (:class:`NpzStorageInterface`) or ``"auto"``.
+    """
     locks = S3LeaseLocks(url, options, ttl=ttl)
-    storage = NpzStorageInterface(url, storage_options=options, locks=locks)
+    kind = AutoStorageInterface if interface == "auto" else NpzStorageInterface
+    storage = kind(url, storage_options=options, locks=locks)
     CM = DatedCacheManager(storage, verbose=False, lock_timeout=120)
     CM.set_functions_dict({"slow": functools.partial(slow, log, tag, **slow_options)})
     return CM

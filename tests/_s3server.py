@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -85,7 +86,10 @@ class S3Server:
 
     def bucket(self, stem: str = "test") -> str:
         """Create a new, empty bucket and return its name."""
-        name = f"{stem.lower().replace('_', '-')[:40]}-{os.getpid()}-{next(_buckets)}"
+        # Bucket names allow lowercase letters, digits and hyphens (a test id's
+        # "[npz-1]" would not do).
+        safe = re.sub(r"[^a-z0-9-]+", "-", stem.lower()).strip("-")[:40] or "test"
+        name = f"{safe}-{os.getpid()}-{next(_buckets)}"
         # A plain CreateBucket: s3fs.mkdir would send a LocationConstraint for
         # us-east-1, which S3 (and moto) reject.
         self.filesystem().call_s3("create_bucket", Bucket=name)

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from metricache import (
+    AutoStorageInterface,
     CacheWriteWarning,
     DatedCacheManager,
     LocalLocks,
@@ -249,19 +250,21 @@ def test_the_heartbeat_keeps_a_long_computation_held(
     assert workers.computes(log) == ["slow:long"]
 
 
+@pytest.mark.parametrize("interface", ["npz", "auto"])
 def test_a_paused_holder_that_lost_its_lease_does_not_overwrite_the_new_entry(
-    s3: S3Server, folder: tuple[str, dict[str, Any]], tmp_path: Path
+    s3: S3Server, folder: tuple[str, dict[str, Any]], tmp_path: Path, interface: str
 ) -> None:
     url, options = folder
     log, stall = tmp_path / "log", tmp_path / "stall"
     stall.touch()
     paused = spawn(workers.get_slow, url, options, TTL, str(log), "old", str(tmp_path / "o1"),
-                   stall=str(stall))  # fmt: skip
+                   stall=str(stall), interface=interface)  # fmt: skip
     wait_for(lambda: Path(f"{stall}.pid").exists(), "the first holder to compute")
     os.kill(paused.pid, signal.SIGSTOP)
     try:
         wait_for(lambda: lease_at(s3, url, "slow").expired(TTL), "the lease to expire")
-        newer = spawn(workers.get_slow, url, options, TTL, str(log), "new", str(tmp_path / "o2"))
+        newer = spawn(workers.get_slow, url, options, TTL, str(log), "new", str(tmp_path / "o2"),
+                      interface=interface)  # fmt: skip
         newer.join(120)
         assert outcome(tmp_path / "o2")["value"] == "new"
         stall.unlink()
@@ -272,7 +275,7 @@ def test_a_paused_holder_that_lost_its_lease_does_not_overwrite_the_new_entry(
     # The paused holder still returns what it computed, and says it was not stored.
     assert old["value"] == "old"
     assert any("CacheWriteWarning" in w and "taken over" in w for w in old["warnings"])
-    storage = NpzStorageInterface(url, storage_options=options)
+    storage = AutoStorageInterface(url, storage_options=options)  # reads either format
     assert workers.decode(storage.load("slow")) == "new"
     assert storage.check().ok
     assert workers.computes(log) == ["slow:old", "slow:new"]

@@ -32,3 +32,11 @@ def test_the_server_refuses_a_second_create_only_put(s3: S3Server) -> None:
     with pytest.raises(FileExistsError):
         fs.call_s3("put_object", Bucket=bucket, Key="lease", Body=b"b", IfNoneMatch="*")
     assert fs.cat_file(f"{bucket}/lease") == b"a"
+
+
+def test_bucket_names_from_parametrized_test_ids_are_valid(s3: S3Server) -> None:
+    fs = s3.filesystem()
+    bucket = s3.bucket("test_x[npz-Auto_1]")
+    fs.pipe_file(f"{bucket}/k", b"v")
+    assert bucket.startswith("test-x-npz-auto-1-")
+    assert fs.cat_file(f"{bucket}/k") == b"v"

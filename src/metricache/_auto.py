@@ -22,6 +22,7 @@ from . import _housekeeping as housekeeping
 from ._entries import Entries, MmapReader
 from ._filestorage import FileStorageInterface
 from ._interface import not_stored_message
+from ._lease import check_lease
 from ._locking import LockProvider
 from ._meta import EntryInfo
 from ._packed import PackedStore, maybe_present
@@ -204,6 +205,8 @@ class AutoStorageInterface(FileStorageInterface):
         self.check_name(name)
         entries = self._pick(value)
         self._clean_once()
+        # A writer whose lease was taken over must not publish over the new holder's entry.
+        check_lease(self.lock_provider(), name)
         info = entries.write(name, value, duration, provenance)
         # Only now, with the new entry complete: a crash before this loop leaves two
         # entries, and loads take the newer.
