@@ -21,6 +21,7 @@ from ._lease import check_lease
 from ._listing import CheckReport, check_folder, list_entries
 from ._locking import LocalLocks, LockProvider, ThreadLocks
 from ._meta import EntryInfo
+from ._mounts import nearest_existing
 from ._store import Store
 from .codecs import Codec
 from .exceptions import LockTimeoutError
@@ -260,12 +261,7 @@ class FileStorageInterface(StorageInterface):
 
 def _check_folder(path: str) -> None:
     """Refuse a metrics_dir that is (or lies under) a file, without creating anything."""
-    folder = os.path.abspath(path)
-    while not os.path.exists(folder):
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return
-        folder = parent
-    if not os.path.isdir(folder):
+    folder = nearest_existing(path)
+    if os.path.exists(folder) and not os.path.isdir(folder):
         where = "exists" if folder == os.path.abspath(path) else f"lies under {folder!r}, which"
         raise NotADirectoryError(f"metrics_dir {path!r} {where} is not a folder")

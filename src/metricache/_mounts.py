@@ -14,7 +14,13 @@ from __future__ import annotations
 import logging
 import os
 
-__all__ = ["MOUNTINFO", "NETWORK_TYPES", "filesystem_of", "is_network_filesystem"]
+__all__ = [
+    "MOUNTINFO",
+    "NETWORK_TYPES",
+    "filesystem_of",
+    "is_network_filesystem",
+    "nearest_existing",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +52,15 @@ def _unescape(field: str) -> str:
     return "".join(out)
 
 
-def _existing(path: str) -> str:
-    """*path* resolved, or its nearest existing ancestor (the folder may not exist yet)."""
+def nearest_existing(path: str) -> str:
+    """*path* made absolute, or its nearest existing ancestor (it may not exist yet)."""
     path = os.path.abspath(path)
     while not os.path.exists(path):
         parent = os.path.dirname(path)
         if parent == path:
             break
         path = parent
-    return os.path.realpath(path)
+    return path
 
 
 def filesystem_of(path: str | os.PathLike[str], mountinfo: str = MOUNTINFO) -> str | None:
@@ -62,7 +68,7 @@ def filesystem_of(path: str | os.PathLike[str], mountinfo: str = MOUNTINFO) -> s
 
     None when the mount table cannot be read or names no mount containing it.
     """
-    target = _existing(os.fspath(path))
+    target = os.path.realpath(nearest_existing(os.fspath(path)))
     try:
         with open(mountinfo, encoding="utf-8", errors="replace") as f:
             lines = f.readlines()
