@@ -37,10 +37,11 @@ from metricache import (
 
 NAN = float("nan")
 # Values that look alike, so near-misses (1 and True, 0.5 and "0p5", -0.0 and
-# 0.0, np.float32(0.5) and 0.5) meet often; a few make unusable names.
+# 0.0, np.float32(0.5) and 0.5) meet often; a few make unusable names; "%s" would
+# be a format directive if names were formatted carelessly.
 VALUES: list[Any] = [
     0, 1, -1, 2, 10**30, True, False, 1.0, 0.5, -0.0, 0.0, NAN, -NAN, math.inf, -math.inf,
-    "a", "b", "a_b", "0p5", "1", "None", "nan", "x y", "a/b", " ", "con", None,
+    "a", "b", "a_b", "0p5", "1", "None", "nan", "x y", "a/b", " ", "con", "%s", "5%", "a\nb", None,
     (1, 2), (0.5,), (), ((1,), "a"), (1, (np.int64(2),)), [1, 2],
     np.int64(1), np.uint8(2), np.float64(0.5), np.float64(NAN), np.bool_(True),
     np.float32(0.5), np.str_("a"),

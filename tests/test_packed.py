@@ -162,6 +162,39 @@ def test_packed_false_writes_files_and_still_reads_the_index(tmp_path: Path) -> 
     assert recorded_home(str(tmp_path)) == PACKED  # the folder's record is unchanged
 
 
+@pytest.mark.parametrize(
+    ("interface", "value"),
+    [
+        (NpzStorageInterface, [np.arange(2.0), 3]),
+        (NpyStorageInterface, np.arange(2.0)),
+        (JsonStorageInterface, {"a": [1.0, 2.0]}),
+    ],
+)
+def test_every_interface_takes_packed(tmp_path: Path, interface: Any, value: Any) -> None:
+    per_file = interface(tmp_path / "files", packed=False)
+    per_file.save("m", value)
+    assert recorded_home(str(tmp_path / "files")) == FILES
+    assert (tmp_path / "files" / f"m{per_file.file_ext}").is_file()
+    packed = interface(tmp_path / "packed", packed=True)
+    packed.save("m", value)
+    assert recorded_home(str(tmp_path / "packed")) == PACKED
+    assert f"m{packed.file_ext}" in index_keys(tmp_path / "packed")
+    assert not (tmp_path / "packed" / f"m{packed.file_ext}").exists()
+    for folder in ("files", "packed"):  # either opens with the default, and reads the same
+        assert_same(interface(tmp_path / folder).load("m"), value)
+
+
+def test_a_memory_mapping_interface_defaults_to_files_but_may_pack(tmp_path: Path) -> None:
+    mapped = NpyStorageInterface(tmp_path / "a", mmap_mode="r")
+    mapped.save("m", np.arange(3.0))
+    assert isinstance(mapped.load("m"), np.memmap)
+    packed = NpyStorageInterface(tmp_path / "b", mmap_mode="r", packed=True)
+    packed.save("m", np.arange(3.0))
+    loaded = packed.load("m")
+    assert not isinstance(loaded, np.memmap)  # read from the index into memory
+    assert_same(loaded, np.arange(3.0))
+
+
 def test_durable_packed_commits_use_full_sync(tmp_path: Path) -> None:
     storage = FileStorageInterface(tmp_path, NpyCodec(), durable=True)
     storage.save("m", small())
@@ -240,6 +273,9 @@ def test_an_overwritten_index_header_is_quarantined_and_its_entries_recomputed(
     with pytest.raises(CorruptEntryError, match="index.sqlite3 is damaged"):
         raising.get("tiny")
     assert calls == []
+    # The large entry's data file is intact but its record was in the index: not stored.
+    assert (tmp_path / "big.npy").is_file()
+    assert AutoStorageInterface(tmp_path).stored_names() == []
     quarantined = list((tmp_path / QUARANTINE_DIR).glob("index-*/index.sqlite3"))
     assert len(quarantined) == 1  # moved aside, whole, for inspection
     fresh, calls = filled_manager(tmp_path)

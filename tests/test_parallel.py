@@ -128,6 +128,36 @@ def test_a_killed_worker_costs_one_recompute(tmp_path: Path) -> None:
     assert CM.check().ok and not list(tmp_path.joinpath("c").glob(".mctmp-*"))
 
 
+def test_changing_n_jobs_between_grids_fails_nothing(tmp_path: Path) -> None:
+    # Each size has its own pool: grids on 3 then 1 workers do not resize (and kill
+    # the workers of) the pool another thread's grid of 2 is still using.
+    stall = str(tmp_path / "stall")
+    Path(f"{stall}-0").touch()
+    other = build(tmp_path / "d", tmp_path / "log-d", n=4, stall=stall)
+    outcome: list[GridSummary] = []
+    beside = threading.Thread(
+        target=lambda: outcome.append(
+            other.square.get_all(n_jobs=2, batch=1, return_values=False, on_error="return")
+        )
+    )
+    beside.start()
+    deadline = time.monotonic() + 60
+    while not Path(f"{stall}-0.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    CM = build(tmp_path / "c", tmp_path / "log", n=8)
+    for n_jobs, use_stored in ((3, True), (4, False), (3, False)):
+        summary = CM.square.get_all(
+            n_jobs=n_jobs, batch=1, use_stored=use_stored, return_values=False
+        )
+        assert (summary.computed, summary.failed) == (8, 0)
+    Path(f"{stall}-0").unlink()
+    beside.join()
+    assert (outcome[0].computed, outcome[0].failed) == (4, 0), outcome[0].errors
+    assert len(computes(tmp_path / "log")) == 24
+    assert sorted(computes(tmp_path / "log-d")) == sorted(f"square_{i}" for i in range(4))
+    assert CM.check().ok and other.check().ok
+
+
 NOTEBOOK = """
 import os, sys, time
 import numpy as np

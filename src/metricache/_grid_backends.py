@@ -9,6 +9,7 @@ objects, never values.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
@@ -24,6 +25,12 @@ __all__ = ["dask_key", "on_dask", "on_executor", "run_batch", "ship"]
 #: Managers rebuilt in this (worker) process, by the digest of their pickled bytes.
 _REBUILT: dict[str, Any] = {}
 _REBUILT_MAX = 16
+#: Local worker pools by size. loky's single reusable executor would be resized when
+#: ``n_jobs`` changes, and resizing kills workers another grid may still be using;
+#: idle workers of every pool exit after :data:`_IDLE_SECONDS` and come back on demand.
+_POOLS: dict[int, Any] = {}
+_POOLS_LOCK = threading.Lock()
+_IDLE_SECONDS = 60
 
 
 def ship(manager: Any) -> bytes:
@@ -67,15 +74,35 @@ def on_executor(manager: Any, todo: list[str], options: GridOptions) -> Iterator
     """Run *todo* on ``options.executor``, or on ``n_jobs`` loky worker processes."""
     executor = options.executor
     workers = getattr(executor, "_max_workers", None) or _workers(options.n_jobs)
-    if executor is None:
-        loky = require("loky", "parallel", "get_all(n_jobs=...)")
-        executor = loky.get_reusable_executor(max_workers=workers)
     blob = ship(manager)
     pending: dict[Future[list[Status]], list[str]] = {}
     for batch in batches(todo, options.batch, workers):
         args = (blob, batch, options.use_stored, options.verbose, options.on_stale)
-        pending[executor.submit(run_batch, *args)] = batch
+        if executor is None:
+            pending[_submit_local(workers, *args)] = batch
+        else:
+            pending[executor.submit(run_batch, *args)] = batch
     return _as_done(pending)
+
+
+def _pool(workers: int, broken: Any = None) -> Any:
+    """The local pool of *workers* loky processes, made on first use or to replace *broken*."""
+    loky = require("loky", "parallel", "get_all(n_jobs=...)")
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None or pool is broken:
+            pool = loky.ProcessPoolExecutor(max_workers=workers, timeout=_IDLE_SECONDS)
+            _POOLS[workers] = pool
+        return pool
+
+
+def _submit_local(workers: int, *args: Any) -> Future[list[Status]]:
+    """Submit a batch to the local pool; a pool broken by a killed worker is replaced."""
+    pool = _pool(workers)
+    try:
+        return pool.submit(run_batch, *args)  # type: ignore[no-any-return]
+    except RuntimeError:  # BrokenProcessPool, or shut down at exit
+        return _pool(workers, broken=pool).submit(run_batch, *args)  # type: ignore[no-any-return]
 
 
 def _as_done(pending: dict[Future[list[Status]], list[str]]) -> Iterator[Status]:
@@ -90,20 +117,26 @@ def _as_done(pending: dict[Future[list[Status]], list[str]]) -> Iterator[Status]
                 yield from failed(batch, err)
 
 
-def dask_key(manager: Any, batch: list[str], options: GridOptions) -> str:
+def dask_key(
+    manager: Any, batch: list[str], options: GridOptions, codes: dict[str, str] | None = None
+) -> str:
     """The task key of a batch: the same work on the same store, from any client, is one key.
 
     Built from the names, the storage, the options that change the work and the
-    code fingerprint of each metric family in the batch.
+    code fingerprint of each metric family in the batch (*codes* memoises those
+    by family across the batches of one grid).
     """
-    codes = []
+    codes = {} if codes is None else codes
+    families = []
     for base in dict.fromkeys(_base_of(manager, n) for n in batch):
-        first = next(n for n in batch if _base_of(manager, n) == base)
-        codes.append(repr(manager._provenance.code_of(first)))
+        if base not in codes:
+            first = next(n for n in batch if _base_of(manager, n) == base)
+            codes[base] = repr(manager._provenance.code_of(first))
+        families.append(codes[base])
     text = "\0".join(
         [repr(manager.storage_interface), repr((options.use_stored, options.on_stale))]
         + batch
-        + codes
+        + families
     )
     return f"metricache-{batch[0][:40]}-{xxhash.xxh3_128_hexdigest(text.encode())}"
 
@@ -114,24 +147,32 @@ def _base_of(manager: Any, name: str) -> str:
 
 
 def on_dask(manager: Any, todo: list[str], options: GridOptions) -> Iterator[Status]:
-    """Run *todo* on a ``dask.distributed.Client``: one task per entry (or per batch)."""
+    """Run *todo* on a ``dask.distributed.Client``: one task per entry (or per batch).
+
+    The pickled manager goes to every worker once (scattered), not with each task.
+    """
     distributed = require("distributed", "dask", "get_all(client=...)")
     client = options.client
-    blob = ship(manager)
-    futures = {}
+    blob = client.scatter(ship(manager), broadcast=True)
+    futures: dict[Any, list[str]] = {}
+    codes: dict[str, str] = {}
     for batch in batches(todo, options.batch or 1, 1):
-        key = dask_key(manager, batch, options)
+        key = dask_key(manager, batch, options, codes)
         args = (blob, batch, options.use_stored, options.verbose, options.on_stale)
         futures[client.submit(run_batch, *args, key=key, pure=False)] = batch
-    return _dask_done(distributed, futures)
+    return _dask_done(distributed, futures, blob)
 
 
-def _dask_done(distributed: Any, futures: dict[Any, list[str]]) -> Iterator[Status]:
-    for future in distributed.as_completed(list(futures)):
-        batch = futures[future]
-        try:
-            yield from future.result()
-        except Exception as err:  # noqa: BLE001  # KilledWorker after Dask's retries
-            yield from failed(batch, err)
-        finally:
-            future.release()
+def _dask_done(distributed: Any, futures: dict[Any, list[str]], blob: Any) -> Iterator[Status]:
+    """Statuses as tasks finish; *blob* (the scattered manager) is held until the last."""
+    try:
+        for future in distributed.as_completed(list(futures)):
+            batch = futures[future]
+            try:
+                yield from future.result()
+            except Exception as err:  # noqa: BLE001  # KilledWorker after Dask's retries
+                yield from failed(batch, err)
+            finally:
+                future.release()
+    finally:
+        blob.release()

@@ -34,32 +34,38 @@ _NUMPY_PLAIN: dict[type, Callable[[Any], Any]] = {
 
 def grid_names(
     base: str, items: Sequence[Any], arity: int
-) -> tuple[list[str], dict[str, Any]] | None:
+) -> tuple[list[str], dict[str, Any], str] | None:
     """The seed's names of *items*, each a call of *arity* plain positional values.
 
-    Returns the name of every item in order and ``{name: first item}``, or
-    ``None`` when an item is anything else (keywords, other types, another
-    count, a mix of scalars and sequences) or two different calls make one name:
-    the caller then binds each item through the signature, which gives the same
-    names (and the errors). Names are made a chunk at a time by C-level joins.
+    Returns the name of every item in order, ``{name: first item}`` and the names
+    joined by line breaks (for :func:`~metricache._names.all_valid`), or ``None``
+    when an item is anything else (keywords, other types, another count, a mix of
+    scalars and sequences) or two different calls make one name: the caller then
+    binds each item through the signature, which gives the same names (and the
+    errors). Names are made a chunk at a time by one C-level ``%`` formatting (its
+    ``%s`` is ``str``, as the seed's rule).
     """
     if not _plain_grid(items, arity):
         return None
-    prefix = default_name_generation_function(base, ())
+    prefix = default_name_generation_function(base, ()).replace("%", "%%")
+    row = prefix + "_" + "_".join(["%s"] * arity) + "\n"
+    flat = arity > 1 or _sequences(items)
     names: list[str] = []
+    texts: list[str] = []
     for start in range(0, len(items), _CHUNK):
         chunk = items[start : start + _CHUNK]
-        texts = map(str, chain.from_iterable(chunk) if arity > 1 or _sequences(chunk) else chunk)
-        joined = map("_".join, zip(*[iter(texts)] * arity, strict=True)) if arity > 1 else texts
-        text = prefix + "_" + ("\n" + prefix + "_").join(joined)
-        made = text.replace(".", "p").split("\n")
-        if len(made) != len(chunk):  # a value's text has a line break: not a usable name
+        values = tuple(chain.from_iterable(chunk)) if flat else tuple(chunk)
+        text = ((row * len(chunk)) % values).replace(".", "p")
+        made = text.split("\n")
+        if len(made) != len(chunk) + 1:  # a value's text has a line break: not a usable name
             return None
+        made.pop()  # after the last line break
         names += made
+        texts.append(text)
     declared = dict(zip(names, items, strict=True))
     if len(declared) < len(items) and not _first_wins(names, items, declared):
         return None
-    return names, declared
+    return names, declared, "".join(texts)[:-1]
 
 
 def _plain_grid(items: Sequence[Any], arity: int) -> bool:

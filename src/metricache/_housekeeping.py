@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from ._entries import Entries
 from ._interface import legacy_info
 from ._layout import DATE_SUFFIX, QUARANTINE_DIR, record_dir
+from ._packed import legacy_files_possible
 from .exceptions import CorruptEntryError
 
 __all__ = [
@@ -73,6 +74,8 @@ def names(entries: Entries) -> list[str]:
     files = {f for f in entries.store.list() if f.endswith(suffix) and not f.startswith(".")}
     # `<name>.tmp<ext>` are the old package's temp files, never entries.
     found = {f[: len(f) - len(suffix)] for f in files if not f.endswith(".tmp" + suffix)}
+    if not legacy_files_possible(entries.store):
+        found &= set(entries.records.names())  # data without a record lost it: not stored
     return sorted(n for n in found if not _is_sidecar_name(entries, n, found))
 
 

@@ -168,11 +168,14 @@ _QUICK_OK = re.compile(r"[\w+=~(),\[\]-][\w+=~(),\[\] -]{4,}(?<! )", re.ASCII)
 _QUICK_BAD = re.compile(r"[^\w+=~(),\[\] \n-]", re.ASCII)
 
 
-def all_valid(names: Collection[str], suffix: str = "") -> bool:
-    """Whether :func:`validate_name` accepts every one of *names* (a few C-level scans)."""
+def all_valid(names: Collection[str], suffix: str = "", text: str | None = None) -> bool:
+    """Whether :func:`validate_name` accepts every one of *names* (a few C-level scans).
+
+    *text*, if given, is the names already joined by line breaks.
+    """
     if not names:
         return True
-    text = "\n".join(names)
+    text = "\n".join(names) if text is None else text
     return (
         _QUICK_BAD.search(text) is None
         and " \n" not in text

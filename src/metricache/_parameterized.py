@@ -218,15 +218,18 @@ class CollectedMetric:
         arity = self._binder.arity
         if arity and self.name_generation_function is default_name_generation_function:
             grid = grid_names(self.base_name, items, arity)
-            if grid is not None and self._valid(grid[1]):
+            if grid is not None and self._valid(grid[1], grid[2]):
                 self._lazy = grid[1]
                 return grid[0]
         return [self._declare(item) for item in items]
 
-    def _valid(self, names: Collection[str]) -> bool:
-        """Whether every name is valid (if not, binding each item gives the error)."""
+    def _valid(self, names: Collection[str], text: str) -> bool:
+        """Whether every name is valid (if not, binding each item gives the error).
+
+        *text* is the names joined by line breaks.
+        """
         suffix = _default_rules(self._manager)
-        if suffix is not None and all_valid(names, suffix):
+        if suffix is not None and all_valid(names, suffix, text):
             return True
         check = self._manager.check_name
         try:

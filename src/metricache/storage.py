@@ -52,7 +52,7 @@ class NpzStorageInterface(FileStorageInterface):
         and loading pickles from untrusted folders can run code).
     list_limit : int, optional
         Refuse lists longer than this (a ``TypeError``), as the seed did.
-    durable, verify, locks, storage_options, cache_dir
+    durable, verify, locks, storage_options, cache_dir, packed
         See :class:`FileStorageInterface`.
     """
 
@@ -68,12 +68,13 @@ class NpzStorageInterface(FileStorageInterface):
         locks: LockProvider | None = None,
         storage_options: Mapping[str, Any] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        packed: bool | None = None,
     ) -> None:
         self.compress, self.allow_pickle, self.list_limit = compress, allow_pickle, list_limit
         codec = NpzCodec(compress=compress, allow_pickle=allow_pickle, list_limit=list_limit)
         super().__init__(
             metrics_dir, codec, durable=durable, verify=verify, locks=locks,
-            storage_options=storage_options, cache_dir=cache_dir,
+            storage_options=storage_options, cache_dir=cache_dir, packed=packed,
         )  # fmt: skip
 
 
@@ -88,8 +89,10 @@ class NpyStorageInterface(FileStorageInterface):
         Allow object arrays (pickled).
     mmap_mode : {None, "r"}
         ``"r"`` memory-maps arrays on load: O(1) in the array size; the checksum is
-        then only checked by an explicit ``verify(name)`` (the size always is).
-    durable, verify, locks, storage_options, cache_dir
+        then only checked by an explicit ``verify(name)`` (the size always is). It
+        makes ``packed`` default to False: an array packed in the index (when
+        ``packed=True``) is read into memory, not mapped.
+    durable, verify, locks, storage_options, cache_dir, packed
         See :class:`FileStorageInterface`.
     """
 
@@ -104,6 +107,7 @@ class NpyStorageInterface(FileStorageInterface):
         locks: LockProvider | None = None,
         storage_options: Mapping[str, Any] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        packed: bool | None = None,
     ) -> None:
         if mmap_mode not in (None, "r"):
             raise ValueError(f"mmap_mode must be None or 'r', not {mmap_mode!r}")
@@ -111,7 +115,7 @@ class NpyStorageInterface(FileStorageInterface):
         codec = NpyCodec(allow_pickle=allow_pickle)
         super().__init__(
             metrics_dir, codec, durable=durable, verify=verify, locks=locks,
-            storage_options=storage_options, cache_dir=cache_dir,
+            storage_options=storage_options, cache_dir=cache_dir, packed=packed,
         )  # fmt: skip
 
     def _mmap_reader(self) -> MmapReader | None:
@@ -128,7 +132,15 @@ class NpyStorageInterface(FileStorageInterface):
 
 
 class JsonStorageInterface(FileStorageInterface):
-    """Stores each metric as ``<name>.json``; numpy arrays and scalars become lists and numbers."""
+    """Stores each metric as ``<name>.json``; numpy arrays and scalars become lists and numbers.
+
+    Parameters
+    ----------
+    metrics_dir : str or os.PathLike
+        The cache folder (or an fsspec URL: ``"s3://bucket/prefix"``); created when missing.
+    durable, verify, locks, storage_options, cache_dir, packed
+        See :class:`FileStorageInterface`.
+    """
 
     def __init__(
         self,
@@ -139,10 +151,11 @@ class JsonStorageInterface(FileStorageInterface):
         locks: LockProvider | None = None,
         storage_options: Mapping[str, Any] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        packed: bool | None = None,
     ) -> None:
         super().__init__(
             metrics_dir, JsonCodec(), durable=durable, verify=verify, locks=locks,
-            storage_options=storage_options, cache_dir=cache_dir,
+            storage_options=storage_options, cache_dir=cache_dir, packed=packed,
         )  # fmt: skip
 
 
@@ -164,7 +177,7 @@ class PickleStorageInterface(FileStorageInterface):
     metrics_dir : str or os.PathLike
         The cache folder (or an fsspec URL: ``"s3://bucket/prefix"``); created by the
         first write.
-    durable, verify, locks, storage_options, cache_dir
+    durable, verify, locks, storage_options, cache_dir, packed
         See :class:`FileStorageInterface`.
     """
 
@@ -177,8 +190,9 @@ class PickleStorageInterface(FileStorageInterface):
         locks: LockProvider | None = None,
         storage_options: Mapping[str, Any] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        packed: bool | None = None,
     ) -> None:
         super().__init__(
             metrics_dir, PickleCodec(), durable=durable, verify=verify, locks=locks,
-            storage_options=storage_options, cache_dir=cache_dir,
+            storage_options=storage_options, cache_dir=cache_dir, packed=packed,
         )  # fmt: skip
