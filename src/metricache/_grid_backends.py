@@ -147,32 +147,49 @@ def _base_of(manager: Any, name: str) -> str:
 
 
 def on_dask(manager: Any, todo: list[str], options: GridOptions) -> Iterator[Status]:
-    """Run *todo* on a ``dask.distributed.Client``: one task per entry (or per batch).
+    """Run *todo* on a ``dask.distributed.Client``: one task per batch.
 
-    The pickled manager goes to every worker once (scattered), not with each task.
+    Batches are sized as for local workers, over the cluster's threads: one entry
+    per task for a grid of up to 16 entries per thread, fewer, larger tasks for a
+    bigger one (Dask's own cost per task is milliseconds). The pickled manager
+    goes to every worker once (scattered), not with each task.
     """
     distributed = require("distributed", "dask", "get_all(client=...)")
     client = options.client
     blob = client.scatter(ship(manager), broadcast=True)
-    futures: dict[Any, list[str]] = {}
     codes: dict[str, str] = {}
-    for batch in batches(todo, options.batch or 1, 1):
-        key = dask_key(manager, batch, options, codes)
-        args = (blob, batch, options.use_stored, options.verbose, options.on_stale)
-        futures[client.submit(run_batch, *args, key=key, pure=False)] = batch
-    return _dask_done(distributed, futures, blob)
+    threads = sum(client.nthreads().values()) or 1
+    todo_batches = batches(todo, options.batch, threads)
+    keys = [dask_key(manager, batch, options, codes) for batch in todo_batches]
+    # One map: one graph update for every task, not one message per submit.
+    submitted = client.map(
+        _dask_batch, todo_batches, key=keys, pure=False, blob=blob,
+        use_stored=options.use_stored, verbose=options.verbose, on_stale=options.on_stale,
+    )  # fmt: skip
+    return _dask_done(distributed, dict(zip(submitted, todo_batches, strict=True)), blob)
+
+
+def _dask_batch(
+    names: list[str], blob: bytes, use_stored: bool, verbose: bool | None, on_stale: Any
+) -> list[Status]:
+    """A Dask task: :func:`run_batch` with the batch first (``client.map`` maps over it)."""
+    return run_batch(blob, names, use_stored, verbose, on_stale)
 
 
 def _dask_done(distributed: Any, futures: dict[Any, list[str]], blob: Any) -> Iterator[Status]:
-    """Statuses as tasks finish; *blob* (the scattered manager) is held until the last."""
+    """Statuses as tasks finish; *blob* (the scattered manager) is held until the last.
+
+    Results are fetched by ``as_completed`` in the background, in bulk: a
+    ``result()`` per task would cost a round trip to the client's event loop each.
+    """
+    done = distributed.as_completed(list(futures), with_results=True, raise_errors=False)
     try:
-        for future in distributed.as_completed(list(futures)):
-            batch = futures[future]
-            try:
-                yield from future.result()
-            except Exception as err:  # noqa: BLE001  # KilledWorker after Dask's retries
-                yield from failed(batch, err)
-            finally:
-                future.release()
+        for future, result in done:
+            batch = futures.pop(future)
+            future.release()
+            if isinstance(result, BaseException):  # KilledWorker after Dask's retries, ...
+                yield from failed(batch, result)
+            else:
+                yield from result
     finally:
         blob.release()

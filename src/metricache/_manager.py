@@ -410,14 +410,15 @@ class DatedCacheManager(ProvenanceMethods, MetricRegistry):
         executor : concurrent.futures.Executor, optional
             Run on this executor instead (a process pool, loky, MPI, Dask's).
         client : dask.distributed.Client, optional
-            Run on a Dask cluster, one task per entry (or per *batch*); needs
+            Run on a Dask cluster, one task per *batch*; needs
             ``pip install metricache[dask]``.
         progress : bool, optional
             Show a tqdm bar on stderr; by default when stderr is a terminal or a
             notebook.
         batch : int, optional
-            Entries per task (default: a few batches per local worker; one per
-            Dask task).
+            Entries per task (default: about 16 tasks per local worker or Dask
+            thread, each of at most 64 entries; so one entry per task in a small
+            grid).
         return_values : bool
             True: the values in order (a list; from workers a sequence that loads
             each from the store when read). False: a :class:`GridSummary`.

@@ -272,9 +272,15 @@ def _statuses(manager: Any, todo: list[str], options: GridOptions) -> Iterator[S
 
 
 def batches(names: list[str], size: int | None, workers: int) -> list[list[str]]:
-    """*names* cut in batches of *size* (default: about four batches per worker, <= 64)."""
+    """*names* cut in batches of *size* (default: about 16 batches per worker, <= 64).
+
+    Many batches per worker keep both busy to the end of a short grid of long
+    entries (with four, 16 entries of 35 ms ran 1.2x faster on two workers than on
+    one; with sixteen, 1.6x); 64 entries per batch make the round trips of a big
+    grid of small entries negligible.
+    """
     if size is None:
-        size = max(1, min(64, math.ceil(len(names) / (4 * max(1, workers)))))
+        size = max(1, min(64, math.ceil(len(names) / (16 * max(1, workers)))))
     return [names[i : i + size] for i in range(0, len(names), size)]
 
 
