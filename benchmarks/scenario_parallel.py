@@ -167,8 +167,8 @@ def _grid_table(
     bag: bool = False,
 ) -> Table:
     contenders = _contenders(scratch, function, count, client, bag)
-    # n_jobs=1 and n_jobs=2 share loky's reusable executor, which respawns its workers
-    # whenever the count changes: n_jobs=1 is timed first, the rest after a warm-up.
+    # n_jobs=1 runs in this process; n_jobs=2 its own pool of loky workers (and joblib
+    # loky's reusable executor): the pools start, and Dask gets the code, untimed.
     _warm_up(scratch, {"n_jobs": 1})
     rows = measure(contenders[:2], rounds, warmup=False)
     _warm_up(scratch, {"n_jobs": 2}, {"client": client})
@@ -179,8 +179,8 @@ def _grid_table(
     notes = [
         "metricache rows store every entry (one .npy file each) and return a summary; "
         "the loop, client.map and dask.bag store nothing; joblib stores in its Memory",
-        "rounds interleave the loop with n_jobs=1, then the others with each other "
-        "(changing n_jobs respawns loky's workers, which is not what is measured)",
+        "rounds interleave the loop with n_jobs=1, then the others with each other, "
+        "after a warm-up that starts every pool",
     ]
     return Table(title, rows, LOOP, "per grid", targets, notes, extra_columns=["per entry"])
 

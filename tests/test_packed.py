@@ -228,6 +228,47 @@ def same_bytes(path: Path, value: np.ndarray) -> bool:
     return bool(np.array_equal(np.load(path), value))
 
 
+def test_a_read_fetches_record_and_data_in_one_query(tmp_path: Path) -> None:
+    storage = NpyStorageInterface(tmp_path)
+    storage.save("m", small())
+    reader = NpyStorageInterface(tmp_path)
+    reader.load("m")  # the connection is open
+    queries: list[str] = []
+    conn = reader.store.index._conn(create=False)  # type: ignore[attr-defined]
+    conn.set_trace_callback(queries.append)
+    assert_same(reader.load("m"), small())
+    assert_same(AutoStorageInterface(tmp_path).load("m"), small())
+    conn.set_trace_callback(None)
+    assert len([q for q in queries if q.startswith("SELECT")]) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "seen"), [(small, "before"), (large, "after")], ids=["packed", "file"]
+)
+def test_a_read_racing_a_rewrite_is_one_entry_never_corrupt(
+    tmp_path: Path, value: Any, seen: str
+) -> None:
+    # Another writer commits while a read's block holds the rows fetched before it.
+    # A packed entry's rows are a consistent pair: the read is the entry before the
+    # rewrite. A file entry's new data does not match the block's record: read again.
+    storage = NpyStorageInterface(tmp_path)
+    storage.save("m", value())
+    reader = NpyStorageInterface(tmp_path)
+    store = reader.store
+    assert isinstance(store, PackedStore)
+    entries = reader._entries  # type: ignore[attr-defined]
+    before = reader.info("m")
+    keys = [entries.records.key("m"), entries.data_key("m")]
+    with store.reading(keys):
+        NpyStorageInterface(tmp_path).save("m", value() + 1)  # another writer, mid-read
+        after = NpyStorageInterface(tmp_path).info("m")
+        loaded, info = entries.read("m")
+        assert_same(loaded, value() if seen == "before" else value() + 1)
+        assert info == (before if seen == "before" else after)
+        assert_same(entries.read("m")[0], value() + 1)  # rows answer once, then the index
+    assert_same(reader.load("m"), value() + 1)
+
+
 # -- the index damaged --------------------------------------------------------------
 
 

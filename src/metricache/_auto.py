@@ -25,7 +25,7 @@ from ._interface import not_stored_message
 from ._lease import check_lease
 from ._locking import LockProvider
 from ._meta import EntryInfo
-from ._packed import PackedStore, maybe_present
+from ._packed import PackedStore, maybe_present, reading
 from ._store import Store
 from .codecs import Codec, FrameCodec, JsonCodec, NpyCodec, NpzCodec, _values
 from .exceptions import (
@@ -251,14 +251,17 @@ class AutoStorageInterface(FileStorageInterface):
         return bool(self._stored_in(name))
 
     def read_entry(self, name: str) -> tuple[Any, EntryInfo | None]:
-        for _ in range(_LOOKUPS):
-            entries = self._format_of(name)
-            if entries is None:
-                break
-            try:
-                return entries.read(name)
-            except MetricNotStoredError:
-                continue  # rewritten in another format while we read: look again
+        # On a packed store, one query fetches every format's data and record.
+        keys = [k for e in self._formats.values() for k in (e.data_key(name), e.records.key(name))]
+        with reading(self.store, keys):
+            for _ in range(_LOOKUPS):
+                entries = self._format_of(name)
+                if entries is None:
+                    break
+                try:
+                    return entries.read(name)
+                except MetricNotStoredError:
+                    continue  # rewritten in another format while we read: look again
         raise MetricNotStoredError(not_stored_message(name, self))
 
     def info(self, name: str) -> EntryInfo | None:

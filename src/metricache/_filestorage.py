@@ -22,6 +22,7 @@ from ._listing import CheckReport, check_folder, list_entries
 from ._locking import LocalLocks, LockProvider, ThreadLocks
 from ._meta import EntryInfo
 from ._mounts import nearest_existing
+from ._packed import reading
 from ._store import Store
 from .codecs import Codec
 from .exceptions import LockTimeoutError
@@ -196,7 +197,10 @@ class FileStorageInterface(StorageInterface):
         return self._entries.records.rewrite_current(info)
 
     def read_entry(self, name: str) -> tuple[Any, EntryInfo | None]:
-        return self._entries.read(name)
+        entries = self._entries
+        # On a packed store, one query fetches the record and the data.
+        with reading(self.store, [entries.records.key(name), entries.data_key(name)]):
+            return entries.read(name)
 
     def info(self, name: str) -> EntryInfo | None:
         return self._entries.info(name)

@@ -176,6 +176,20 @@ class Index:
 
         return self._run(False, None, op)
 
+    def get_many(self, keys: list[str]) -> dict[str, Row]:
+        """The rows of those of *keys* that have one, read in one query (one snapshot)."""
+        if not keys:
+            return {}
+        sql = (
+            "SELECT key, data, stamp, ident FROM blobs"
+            f" WHERE key IN ({', '.join('?' * len(keys))})"
+        )
+
+        def op(c: sqlite3.Connection) -> dict[str, Row]:
+            return {r[0]: (bytes(r[1]), r[2], r[3]) for r in c.execute(sql, keys)}
+
+        return self._run(False, {}, op)
+
     def has(self, key: str) -> bool:
         """Whether *key* has a row."""
         sql = "SELECT 1 FROM blobs WHERE key = ?"

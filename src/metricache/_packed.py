@@ -47,7 +47,13 @@ from .exceptions import CorruptEntryError
 if TYPE_CHECKING:
     from ._entries import Entries
 
-__all__ = ["PackedStore", "legacy_files_possible", "maybe_present", "transaction_for"]
+__all__ = [
+    "PackedStore",
+    "legacy_files_possible",
+    "maybe_present",
+    "reading",
+    "transaction_for",
+]
 
 T = TypeVar("T")
 
@@ -147,7 +153,11 @@ class PackedStore(LocalStore):
         if not fits_index(key):
             return None
         self._check_root_dir(key, reading=True)
-        row = self.index.get(key)
+        snapshot: dict[str, Row | None] | None = getattr(self._local, "snapshot", None)
+        if snapshot is not None and key in snapshot:
+            row = snapshot.pop(key)  # answered once: a read again (a retry) asks the index
+        else:
+            row = self.index.get(key)
         if row is None:
             return None
         try:
@@ -185,9 +195,46 @@ class PackedStore(LocalStore):
         return (fits_index(key) and self.index.has(key)) or super().exists(key)
 
     def existing(self, keys: builtins.list[str]) -> set[str]:
-        """Which of *keys* hold bytes, in either home (one index query for all)."""
-        found = self.index.present([k for k in keys if fits_index(k)])
+        """Which of *keys* hold bytes, in either home (one index query for all).
+
+        Inside :meth:`reading`, the first call answers from the rows the block
+        fetched; a later one fetches them again (a lookup retried after a race).
+        """
+        packed = [k for k in keys if fits_index(k)]
+        snapshot: dict[str, Row | None] | None = getattr(self._local, "snapshot", None)
+        if snapshot is None:
+            found = self.index.present(packed)
+        else:
+            if not self._local.unused or not snapshot.keys() >= set(packed):
+                self._fetch(packed, snapshot)
+            self._local.unused = False
+            found = {k for k in packed if snapshot.get(k) is not None}
         return found | {k for k in keys if k not in found and LocalStore.exists(self, k)}
+
+    def _fetch(self, keys: builtins.list[str], snapshot: dict[str, Row | None]) -> None:
+        """Put the rows of *keys* (None for each without one) in *snapshot*, in one query."""
+        snapshot.update(dict.fromkeys(keys))
+        snapshot.update(self.index.get_many(keys))
+
+    @contextlib.contextmanager
+    def reading(self, keys: builtins.list[str]) -> Iterator[None]:
+        """A block of reads of one entry whose *keys* are fetched at once, in one query.
+
+        Each row so fetched answers one read of its key in this thread (with the
+        file-newer check as ever) and the block's first :meth:`existing`; a second
+        read asks the index again, so a read retried because a writer was midway
+        sees that writer's commit. Blocks nest (the outer one's rows serve).
+        """
+        if getattr(self._local, "snapshot", None) is not None:
+            yield
+            return
+        snapshot: dict[str, Row | None] = {}
+        self._fetch([k for k in keys if fits_index(k)], snapshot)
+        self._local.snapshot, self._local.unused = snapshot, True
+        try:
+            yield
+        finally:
+            self._local.snapshot = None
 
     def local_path(self, key: str) -> Path | None:
         return None if self._row(key) is not None else super().local_path(key)
@@ -336,6 +383,13 @@ def transaction_for(store: object, staged: object) -> AbstractContextManager[Non
     """The transaction that commits a packed entry's record and data together."""
     if isinstance(store, PackedStore) and isinstance(staged, _PackedStaged):
         return store.transaction()
+    return contextlib.nullcontext()
+
+
+def reading(store: object, keys: list[str]) -> AbstractContextManager[None]:
+    """:meth:`PackedStore.reading` of *keys* on a packed store; elsewhere nothing."""
+    if isinstance(store, PackedStore):
+        return store.reading(keys)
     return contextlib.nullcontext()
 
 
