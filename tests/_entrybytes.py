@@ -3,7 +3,9 @@
 Suites that damage, inspect or snapshot entries use these, so they run the same on
 folders of one file per entry and on packed folders (where small entries and every
 record are rows of ``.metricache/index.sqlite3``, read and written here with plain
-sqlite3, as a damaged disk or a curious user would).
+sqlite3, as a damaged disk or a curious user would). A row the index compressed
+(its identity marked ``z1:``) is shown decompressed, and bytes written here are
+stored plain, so a test damages the bytes metricache put, not their compression.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metricache._layout import INDEX_KEY
+from metricache._squeeze import unsqueeze
 
 
 def index_rows(folder: Path) -> dict[str, bytes]:
@@ -23,9 +26,10 @@ def index_rows(folder: Path) -> dict[str, bytes]:
         return {}
     conn = sqlite3.connect(path)
     try:
-        return {key: bytes(data) for key, data in conn.execute("SELECT key, data FROM blobs")}
+        rows = conn.execute("SELECT key, data, ident FROM blobs").fetchall()
     finally:
         conn.close()
+    return {key: unsqueeze(bytes(data), ident, key)[0] for key, data, ident in rows}
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,11 @@ class Slot:
         conn = sqlite3.connect(self.folder / INDEX_KEY)
         try:
             with conn:
-                conn.execute("UPDATE blobs SET data = ? WHERE key = ?", (data, self.key))
+                conn.execute(
+                    "UPDATE blobs SET data = ?, ident = CASE WHEN substr(ident, 1, 3) = 'z1:'"
+                    " THEN substr(ident, 4) ELSE ident END WHERE key = ?",
+                    (data, self.key),
+                )
         finally:
             conn.close()
 

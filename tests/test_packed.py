@@ -228,6 +228,27 @@ def same_bytes(path: Path, value: np.ndarray) -> bool:
     return bool(np.array_equal(np.load(path), value))
 
 
+KILLED_LAYOUT_WRITER = """
+import os, signal, sys
+from metricache._store import temp_path
+with open(temp_path(os.path.join(sys.argv[1], ".metricache")), "x") as f:
+    f.write('{"format": 1')  # half a layout record, then killed
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_cleanup_removes_the_layout_temp_file_of_a_killed_writer(tmp_path: Path) -> None:
+    (tmp_path / ".metricache").mkdir()
+    run = subprocess.run([sys.executable, "-c", KILLED_LAYOUT_WRITER, str(tmp_path)], check=False)
+    assert run.returncode == -signal.SIGKILL
+    assert len(list((tmp_path / ".metricache").glob(".mctmp-*"))) == 1
+    storage = AutoStorageInterface(tmp_path)
+    assert storage.cleanup() == 1
+    assert list((tmp_path / ".metricache").glob(".mctmp-*")) == []
+    storage.save("m", small())  # the folder works as ever
+    assert_same(AutoStorageInterface(tmp_path).load("m"), small())
+
+
 def test_a_read_fetches_record_and_data_in_one_query(tmp_path: Path) -> None:
     storage = NpyStorageInterface(tmp_path)
     storage.save("m", small())
@@ -332,16 +353,19 @@ def test_an_overwritten_index_header_is_quarantined_and_its_entries_recomputed(
     assert AutoStorageInterface(tmp_path).check().damaged == []
 
 
-def test_a_damaged_packed_value_is_caught_by_its_checksum(tmp_path: Path) -> None:
-    marker = np.full(64, 7.25)
+@pytest.mark.parametrize("marker", [np.full(64, 7.25), np.random.default_rng(5).random(64)])
+def test_a_damaged_packed_value_is_caught(tmp_path: Path, marker: np.ndarray) -> None:
+    # The disk damages bytes of the index file where the value is (compressed or not):
+    # its checksum, or its compression's own framing, catches it; nothing else is lost.
     storage = NpyStorageInterface(tmp_path)
     storage.save("victim", marker)
     storage.save("other", small())
     checkpoint(tmp_path)
-    raw = (tmp_path / INDEX_KEY).read_bytes()
-    at = raw.index(marker.tobytes())
-    overwrite(tmp_path / INDEX_KEY, at + 16, b"\x00\x01\x02\x03")  # inside the array
-    with pytest.raises(CorruptEntryError, match="does not match its metadata"):
+    with sqlite3.connect(tmp_path / INDEX_KEY) as conn:
+        stored = conn.execute("SELECT data FROM blobs WHERE key = 'victim.npy'").fetchone()[0]
+    at = (tmp_path / INDEX_KEY).read_bytes().index(stored)
+    overwrite(tmp_path / INDEX_KEY, at + len(stored) // 2, b"\x00\x01\x02\x03")
+    with pytest.raises(CorruptEntryError, match="damaged|does not match its metadata"):
         NpyStorageInterface(tmp_path).load("victim")
     report = NpyStorageInterface(tmp_path).check()
     assert [d.name for d in report.damaged] == ["victim"]

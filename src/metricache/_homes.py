@@ -19,13 +19,12 @@ import contextlib
 import json
 import logging
 import os
-import uuid
 from typing import Any
 
-from ._layout import LAYOUT_KEY, META_DIR, ROOT_DIR, TEMP_PREFIX
+from ._layout import LAYOUT_KEY, META_DIR, ROOT_DIR
 from ._mounts import MOUNTINFO, is_network_filesystem
 from ._packed import PackedStore
-from ._store import LocalStore
+from ._store import LocalStore, temp_path
 
 __all__ = [
     "ENV_VAR",
@@ -91,7 +90,7 @@ def _write(root: str, home: str, replace: bool) -> str:
     """Record *home* (create-exclusive unless *replace*); return what is recorded now."""
     empty = home == PACKED and not replace and not _has_old_entries(root)
     os.makedirs(os.path.join(root, ROOT_DIR), exist_ok=True)
-    tmp = os.path.join(root, ROOT_DIR, f"{TEMP_PREFIX}layout-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = temp_path(os.path.join(root, ROOT_DIR))  # a dead writer's is removed by cleanup()
     with open(tmp, "x", encoding="utf-8") as f:
         json.dump({"format": _FORMAT, "entries": home, "since_empty": empty}, f)
     try:

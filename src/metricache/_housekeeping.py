@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from ._entries import Entries
 from ._interface import legacy_info
-from ._layout import DATE_SUFFIX, QUARANTINE_DIR, record_dir
+from ._layout import DATE_SUFFIX, QUARANTINE_DIR, ROOT_DIR, record_dir
 from ._packed import legacy_files_possible
 from .exceptions import CorruptEntryError
 
@@ -87,8 +87,8 @@ def _is_sidecar_name(entries: Entries, name: str, found: set[str]) -> bool:
 
 
 def dead_temp_files(entries: Entries) -> list[str]:
-    """Keys of temp files whose writers died, next to data and records."""
-    folders = ("", record_dir(entries.suffix))
+    """Keys of temp files whose writers died, next to data and records (and the layout)."""
+    folders = ("", record_dir(entries.suffix), ROOT_DIR)
     return [key for f in folders for key, dead in entries.store.temp_files(f) if dead]
 
 

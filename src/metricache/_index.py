@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from ._squeeze import squeeze, unsqueeze
 from .exceptions import CorruptEntryError
 
 __all__ = ["BUSY_SECONDS", "Index", "Row"]
@@ -165,14 +166,18 @@ class Index:
 
     # -- keys ------------------------------------------------------------------------
 
-    def get(self, key: str) -> Row | None:
-        """The row of *key*, or None."""
+    def get(self, key: str, raw: bool = False) -> Row | None:
+        """The row of *key*, or None; *raw*: its bytes as stored (compressed or not)."""
 
         def op(c: sqlite3.Connection) -> Row | None:
             found: Any = c.execute(
                 "SELECT data, stamp, ident FROM blobs WHERE key = ?", (key,)
             ).fetchone()
-            return None if found is None else (bytes(found[0]), found[1], found[2])
+            if found is None:
+                return None
+            if raw:
+                return bytes(found[0]), found[1], found[2]
+            return self._row(key, found[0], found[1], found[2])
 
         return self._run(False, None, op)
 
@@ -186,9 +191,22 @@ class Index:
         )
 
         def op(c: sqlite3.Connection) -> dict[str, Row]:
-            return {r[0]: (bytes(r[1]), r[2], r[3]) for r in c.execute(sql, keys)}
+            return {r[0]: self._row(*r) for r in c.execute(sql, keys)}
 
         return self._run(False, {}, op)
+
+    def _listed(self, key: str, data: bytes, stamp: float, ident: str) -> bytes:
+        """A listed row's bytes; a damaged one as stored (its decoding then fails: listed
+        as damaged, and the listing goes on)."""
+        try:
+            return self._row(key, data, stamp, ident)[0]
+        except CorruptEntryError:
+            return bytes(data)
+
+    def _row(self, key: str, data: bytes, stamp: float, ident: str) -> Row:
+        """A row as it was put (decompressed); a damaged one is ``CorruptEntryError``."""
+        value, ident = unsqueeze(bytes(data), ident, f"{self.path} [{key}]")
+        return value, stamp, ident
 
     def has(self, key: str) -> bool:
         """Whether *key* has a row."""
@@ -203,13 +221,17 @@ class Index:
         return self._run(False, set(), lambda c: {r[0] for r in c.execute(sql, keys)})
 
     def put(self, key: str, data: bytes | memoryview, ident: str) -> float:
-        """Store *data* under *key* (in the open transaction, if any); return its stamp."""
+        """Store *data* under *key* (in the open transaction, if any); return its stamp.
+
+        Compressed when that pays (see :mod:`metricache._squeeze`); reads undo it.
+        """
         stamp = time.time()
+        stored, ident = squeeze(data, ident)
         self._run(
             True,
             None,
             lambda c: c.execute(
-                "INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?)", (key, data, stamp, ident)
+                "INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?)", (key, stored, stamp, ident)
             ),
         )
         return stamp
@@ -234,20 +256,25 @@ class Index:
     def scan(self, prefix: str, with_data: bool = True) -> list[tuple[str, bytes]]:
         """``(key, data)`` of every key under folder *prefix* (data empty unless asked)."""
         low, high = prefix + "/", prefix + "0"  # "0" sorts right after "/"
-        column = "data" if with_data else "x''"
-        sql = f"SELECT key, {column} FROM blobs WHERE key >= ? AND key < ? ORDER BY key"
-        return self._run(False, [], lambda c: c.execute(sql, (low, high)).fetchall())
+        if not with_data:
+            sql = "SELECT key, x'' FROM blobs WHERE key >= ? AND key < ? ORDER BY key"
+            return self._run(False, [], lambda c: c.execute(sql, (low, high)).fetchall())
+        sql = "SELECT key, data, 0, ident FROM blobs WHERE key >= ? AND key < ? ORDER BY key"
+        return self._run(
+            False, [], lambda c: [(r[0], self._listed(*r)) for r in c.execute(sql, (low, high))]
+        )
 
     def iter_scan(self, prefix: str) -> Iterator[tuple[str, bytes]]:
         """``(key, data)`` under folder *prefix*, streamed (a listing of a million keys)."""
         conn = self._run(False, None, lambda c: c)
         if conn is None:
             return
-        sql = "SELECT key, data FROM blobs WHERE key >= ? AND key < ? ORDER BY key"
+        sql = "SELECT key, data, 0, ident FROM blobs WHERE key >= ? AND key < ? ORDER BY key"
         try:
             cursor = conn.execute(sql, (prefix + "/", prefix + "0"))
             while rows := cursor.fetchmany(4096):
-                yield from rows
+                for row in rows:
+                    yield row[0], self._listed(*row)
         except sqlite3.DatabaseError as err:
             raise self._translate(err) from None
 

@@ -354,7 +354,7 @@ class PackedStore(LocalStore):
         return super().delete(key) or packed
 
     def move(self, key: str, dest: str) -> None:
-        row = self.index.get(key) if fits_index(key) else None
+        row = self._moved_row(key) if fits_index(key) else None
         moved = False
         with contextlib.suppress(FileNotFoundError):
             super().move(key, dest)
@@ -367,6 +367,13 @@ class PackedStore(LocalStore):
             self.index.delete(key)
         elif not moved:
             raise FileNotFoundError(key)
+
+    def _moved_row(self, key: str) -> Row | None:
+        """*key*'s row to move out: its bytes as put, or as stored if they do not decode."""
+        try:
+            return self.index.get(key)
+        except CorruptEntryError:
+            return self.index.get(key, raw=True)
 
     def _quarantine_index(self, path: str) -> str:
         """Move the damaged index (and its WAL files) into a fresh quarantine folder."""

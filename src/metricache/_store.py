@@ -31,7 +31,7 @@ from ._layout import ROOT_DIR, TEMP_PREFIX
 from ._safeopen import RECORD_MAX, free_of_holders, open_regular, read_small, try_hold
 from .exceptions import CorruptEntryError
 
-__all__ = ["TEMP_PREFIX", "LocalStore", "Staged", "StatResult", "Store"]
+__all__ = ["TEMP_PREFIX", "LocalStore", "Staged", "StatResult", "Store", "temp_path"]
 
 T = TypeVar("T")
 #: Temp files of writers on other hosts are only removed once this old (seconds).
@@ -261,7 +261,7 @@ class LocalStore(Store):
         self._check_root_dir(key, reading=False)
         target = self._base + key
         folder = os.path.dirname(target)
-        tmp = f"{folder}{os.sep}{TEMP_PREFIX}{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        tmp = temp_path(folder)
         try:
             f = open(tmp, "xb")  # noqa: SIM115 - closed below, before the rename
         except FileNotFoundError:
@@ -363,6 +363,11 @@ def _reserve(f: BinaryIO, size: int | None) -> bool:
     except OSError:
         return False
     return True
+
+
+def temp_path(folder: str) -> str:
+    """A new temp file's path in *folder*, named so cleanup knows its host and writer."""
+    return f"{folder}{os.sep}{TEMP_PREFIX}{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
 
 def _temp_files(folder: Path) -> Iterator[Path]:
