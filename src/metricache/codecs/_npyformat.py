@@ -8,6 +8,7 @@ large) array with ``readinto``, so neither direction builds an intermediate
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -300,8 +301,13 @@ def _read_header(f: ByteReader) -> tuple[_Header | None, bytes]:
     return _parse_header(version, length, text), b""
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse_header(version: tuple[int, int], length: bytes, text: bytes) -> _Header:
-    """``(shape, fortran_order, dtype)`` of the header *text* (with its *length* bytes)."""
+    """``(shape, fortran_order, dtype)`` of the header *text* (with its *length* bytes).
+
+    Memoised: a grid's entries share a few headers, and parsing one costs more
+    than reading a tiny array (a header that fails to parse is not kept).
+    """
     match = _SIMPLE_HEADER.fullmatch(text)
     if match is not None:
         try:
