@@ -91,9 +91,22 @@ class Index:
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
-            conn.execute(_SCHEMA)
+            # Switching a new file to WAL (and creating the table) can meet another
+            # process doing the same: SQLite then reports "locked" at once, without
+            # its busy wait, so the wait is here.
+            deadline = time.monotonic() + BUSY_SECONDS
+            pause = 0.001
+            while True:
+                try:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+                    conn.execute(_SCHEMA)
+                    break
+                except sqlite3.OperationalError as err:
+                    if "locked" not in str(err) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.1)
         except BaseException:
             conn.close()
             raise
