@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from metricache import AutoStorageInterface, CorruptEntryError, ParameterizedDatedCacheManager
 from metricache._layout import INDEX_KEY
-from metricache._squeeze import MARK, squeeze, unsqueeze
+from metricache._squeeze import MARK, MAX_SQUEEZED, squeeze, unsqueeze
 
 from ._compare import assert_same
 
@@ -26,6 +26,15 @@ def test_any_bytes_come_back_as_they_went_in(data: bytes, ident: str) -> None:
     assert (marked == MARK + ident) == (stored != data)
     if stored == data:
         assert marked == ident
+
+
+def test_values_over_the_bound_are_stored_as_they_are() -> None:
+    # Compressing large (mostly incompressible) array data would cost milliseconds per
+    # write; only small values are tried, even when a larger one would shrink.
+    large = b"a" * (MAX_SQUEEZED + 1)
+    assert squeeze(large, "abc") == (large, "abc")
+    small, marked = squeeze(large[:MAX_SQUEEZED], "abc")
+    assert marked == MARK + "abc" and len(small) < 100
 
 
 def test_records_and_tiny_arrays_shrink_several_times(tmp_path: Path) -> None:

@@ -91,26 +91,31 @@ class Index:
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
         try:
-            # Switching a new file to WAL (and creating the table) can meet another
-            # process doing the same: SQLite then reports "locked" at once, without
-            # its busy wait, so the wait is here.
-            deadline = time.monotonic() + BUSY_SECONDS
-            pause = 0.001
-            while True:
-                try:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
-                    conn.execute(_SCHEMA)
-                    break
-                except sqlite3.OperationalError as err:
-                    if "locked" not in str(err) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(pause)
-                    pause = min(pause * 2, 0.1)
+            self._set_up(conn)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _set_up(self, conn: sqlite3.Connection) -> None:
+        """WAL mode, the sync level and the table, waiting for another process at it.
+
+        Switching a new file to WAL (or creating the table) while another process
+        does the same is reported "locked" at once, without SQLite's busy wait.
+        """
+        deadline = time.monotonic() + BUSY_SECONDS
+        pause = 0.001
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+                conn.execute(_SCHEMA)
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     def _run(self, create: bool, default: T, op: Callable[[sqlite3.Connection], T]) -> T:
         """*op* on this thread's connection; *default* when no index exists."""
@@ -208,11 +213,11 @@ class Index:
 
         return self._run(False, {}, op)
 
-    def _listed(self, key: str, data: bytes, stamp: float, ident: str) -> bytes:
+    def _listed(self, key: str, data: bytes, ident: str) -> bytes:
         """A listed row's bytes; a damaged one as stored (its decoding then fails: listed
         as damaged, and the listing goes on)."""
         try:
-            return self._row(key, data, stamp, ident)[0]
+            return self._row(key, data, 0.0, ident)[0]
         except CorruptEntryError:
             return bytes(data)
 
@@ -272,7 +277,7 @@ class Index:
         if not with_data:
             sql = "SELECT key, x'' FROM blobs WHERE key >= ? AND key < ? ORDER BY key"
             return self._run(False, [], lambda c: c.execute(sql, (low, high)).fetchall())
-        sql = "SELECT key, data, 0, ident FROM blobs WHERE key >= ? AND key < ? ORDER BY key"
+        sql = "SELECT key, data, ident FROM blobs WHERE key >= ? AND key < ? ORDER BY key"
         return self._run(
             False, [], lambda c: [(r[0], self._listed(*r)) for r in c.execute(sql, (low, high))]
         )
@@ -282,7 +287,7 @@ class Index:
         conn = self._run(False, None, lambda c: c)
         if conn is None:
             return
-        sql = "SELECT key, data, 0, ident FROM blobs WHERE key >= ? AND key < ? ORDER BY key"
+        sql = "SELECT key, data, ident FROM blobs WHERE key >= ? AND key < ? ORDER BY key"
         try:
             cursor = conn.execute(sql, (prefix + "/", prefix + "0"))
             while rows := cursor.fetchmany(4096):

@@ -3,8 +3,11 @@
 A record is ~600 bytes of JSON whose field names and shapes repeat from entry to
 entry, and a tiny array's ``.npy`` bytes are mostly header padding; raw DEFLATE
 with a preset dictionary of those common parts (:data:`_DICTIONARY`) makes a
-typical record ~130 bytes and a 10-float array ~40, for ~15 us to compress and
-~5 us to decompress (a 2 KiB window and the least memory: the values are small).
+typical record ~175 bytes and a 10-float array ~40, for ~15 us to compress
+and ~5 us to decompress (a 2 KiB window: the values are small). Only values of up
+to :data:`MAX_SQUEEZED` bytes are tried: there the dictionary pays, while larger
+ones (mostly array data, often incompressible) would cost milliseconds on every
+write (a 64 KiB array of random floats: ~7 ms, against ~0.1 ms for ``np.save``).
 
 A compressed value is marked by its identity: the index stores ``z1:<ident>``
 (see :mod:`metricache._index`), so no byte of any value, whatever its format, is
@@ -18,13 +21,15 @@ import zlib
 
 from .exceptions import CorruptEntryError
 
-__all__ = ["MARK", "squeeze", "unsqueeze"]
+__all__ = ["MARK", "MAX_SQUEEZED", "squeeze", "unsqueeze"]
 
 #: The identity prefix of a compressed value.
 MARK = "z1:"
 _WBITS = -11  # raw DEFLATE, a 2 KiB window (the dictionary and a value fit in it)
 _LEVEL = 1
-_MEM_LEVEL = 1
+_MEM_LEVEL = 8  # zlib's default; faster than less memory on incompressible bytes
+#: Larger values are stored as they are.
+MAX_SQUEEZED = 2048
 #: Smaller savings are not worth a decompression on every read.
 _MIN_SAVING = 16
 #: The common parts of records and of small ``.npy`` data. Never change it: every
@@ -46,6 +51,8 @@ _DICTIONARY = (
 
 def squeeze(data: bytes | memoryview, ident: str) -> tuple[bytes | memoryview, str]:
     """``(value, identity)`` as the index stores them: compressed and marked if it pays."""
+    if len(data) > MAX_SQUEEZED:
+        return data, ident
     packer = zlib.compressobj(
         _LEVEL, zlib.DEFLATED, _WBITS, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, _DICTIONARY
     )
