@@ -262,13 +262,16 @@ class LocalLocks:
         """
         path = None if self.folder is None else self.folder / LOCK_DIR / f"{actor}.wait"
         if name is None:
-            self._waiting.pop(actor, None)
-            if path is not None:
-                with contextlib.suppress(OSError):
-                    path.unlink()
+            # Memory first: an interrupt during the unlink must not leave the fd listed.
             fd = self._wait_fds.pop(actor, None)
-            if fd is not None:
-                os.close(fd)
+            self._waiting.pop(actor, None)
+            try:
+                if path is not None:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+            finally:
+                if fd is not None:
+                    os.close(fd)
             return
         stack = list(computing_stack(self.scope))
         self._waiting[actor] = (name, stack)
