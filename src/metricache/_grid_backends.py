@@ -156,7 +156,9 @@ def on_dask(manager: Any, todo: list[str], options: GridOptions) -> Iterator[Sta
     """
     distributed = require("distributed", "dask", "get_all(client=...)")
     client = options.client
-    blob = client.scatter(ship(manager), broadcast=True)
+    # A key of its own (hash=False): scattering the same bytes again just after the last
+    # grid released them can meet the scheduler still forgetting that key, and hang.
+    blob = client.scatter(ship(manager), broadcast=True, hash=False)
     codes: dict[str, str] = {}
     threads = sum(client.nthreads().values()) or 1
     todo_batches = batches(todo, options.batch, threads)
